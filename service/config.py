@@ -1,0 +1,51 @@
+"""Service settings: one typed object, read from ``SEQSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob the service has. Units live in the names so a value is never ambiguous."""
+
+    model_config = SettingsConfigDict(env_prefix="SEQSERVE_", extra="forbid", frozen=True)
+
+    model_repository: Path = Field(
+        default=Path("models"), description="Root of the model repository: <name>/<version>/model.onnx."
+    )
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="auto = CUDA when onnxruntime has it, else CPU; cuda = refuse to start without CUDA.",
+    )
+    ort_intra_op_threads: int = Field(
+        default=0, ge=0, description="Threads inside one operator; 0 = ORT default."
+    )
+    ort_inter_op_threads: int = Field(
+        default=1, ge=0, description="Threads across operators; 0 = ORT default."
+    )
+    max_body_bytes: int = Field(default=MIB, gt=0, description="Largest request body accepted (413 above).")
+    max_series_per_request: int = Field(default=256, gt=0, description="Most series in one forecast request.")
+    max_series_length: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most raw values accepted per series (only the last context_length are used).",
+    )
+    max_batch_size: int = Field(default=256, gt=0, description="Most rows passed to one session.run call.")
+    request_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Inference time budget (504 above)."
+    )
+    model_versions: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description='Pin a version per model name, e.g. {"m4-hourly": 1}; default: highest version folder.',
+    )
+    host: str = Field(default="127.0.0.1", description="Interface uvicorn binds to.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port uvicorn listens on.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Log level for the service and uvicorn."
+    )

@@ -1,0 +1,93 @@
+"""Maps every exception to one JSON shape: {"error": {"type", "message", "details": [{"loc", "msg"}]}}."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from service.exceptions import (
+    ErrorDetail,
+    InferenceError,
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    NotReadyError,
+    ServiceError,
+)
+from service.responses import error_response
+
+logger = logging.getLogger(__name__)
+
+STATUS_CODES: dict[type[ServiceError], int] = {
+    InvalidInputError: 422,
+    ModelNotFoundError: 404,
+    ModelUnavailableError: 503,
+    NotReadyError: 503,
+    InferenceTimeoutError: 504,
+    InferenceError: 500,
+}
+
+# Domain locs are relative to what the client sent; this says where that was.
+_LOC_ROOTS: dict[type[ServiceError], str] = {InvalidInputError: "body", ModelNotFoundError: "path"}
+
+_HTTP_TYPES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unhandled)
+
+
+def _status_for(exc: ServiceError) -> int:
+    return next((STATUS_CODES[cls] for cls in type(exc).__mro__ if cls in STATUS_CODES), 500)
+
+
+async def _service_error(request: Request, exc: ServiceError) -> Response:
+    status = _status_for(exc)
+    if status >= 500 and status not in (503, 504):
+        return _server_fault(request, exc)
+    root = next((_LOC_ROOTS[cls] for cls in type(exc).__mro__ if cls in _LOC_ROOTS), None)
+    details = [ErrorDetail((root, *d.loc) if root else d.loc, d.msg) for d in exc.details]
+    return error_response(status, exc.error_type, exc.message, details)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    invalid_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if invalid_json is not None:
+        reason = (invalid_json.get("ctx") or {}).get("error", "invalid JSON")
+        position = invalid_json["loc"][-1] if len(invalid_json["loc"]) > 1 else "?"
+        message = f"request body is not valid JSON: {reason} at character {position}"
+        return error_response(400, "malformed_json", message, [ErrorDetail(("body",), message)])
+    if isinstance(exc.body, bytes | bytearray):
+        # FastAPI hands over raw bytes only when the Content-Type is not JSON.
+        message = "request body must be JSON sent with Content-Type: application/json"
+        return error_response(415, "unsupported_media_type", message, [ErrorDetail(("body",), message)])
+    details = [ErrorDetail(tuple(e["loc"]), str(e["msg"])) for e in errors]
+    return error_response(422, "validation_error", "the request does not match the schema", details)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    error_type = _HTTP_TYPES.get(exc.status_code, "http_error")
+    # FastAPI raises a bare 400 only when it cannot decode the body (e.g. not UTF-8 or nested too deep).
+    details = [ErrorDetail(("body",), str(exc.detail))] if exc.status_code == 400 else []
+    return error_response(exc.status_code, error_type, str(exc.detail), details, headers=exc.headers)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    return _server_fault(request, exc)
+
+
+def _server_fault(request: Request, exc: Exception) -> Response:
+    # Only genuine server faults get here; the id ties the client's report to the logged traceback.
+    error_id = uuid.uuid4().hex[:16]
+    logger.error("internal error id=%s %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", f"internal server error (error id {error_id})")

@@ -1,0 +1,247 @@
+"""Forecast task: validation against the manifest, pre-processing, and result assembly. No HTTP here."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Self
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.config import Settings
+from service.exceptions import ErrorDetail, InvalidInputError
+from service.inference import ModelRunner
+from service.manifest import ManifestError, ModelManifest
+
+Float32Array = np.ndarray[Any, np.dtype[np.float32]]
+
+
+class ForecastParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    horizon: Annotated[int, Field(gt=0)]
+    context_length: Annotated[int, Field(gt=0)]
+    min_context_length: Annotated[int, Field(gt=0)]
+    quantiles: Annotated[list[float], Field(min_length=1)]
+    season_length: Annotated[int, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.min_context_length > self.context_length:
+            raise ValueError("min_context_length must not exceed context_length")
+        qs = self.quantiles
+        if any(not 0.0 < q < 1.0 for q in qs) or any(a >= b for a, b in itertools.pairwise(qs)):
+            raise ValueError(f"quantiles must be strictly increasing inside (0, 1), got {qs}")
+        if 0.5 not in qs:
+            raise ValueError("quantiles must include 0.5 (the point forecast)")
+        return self
+
+
+def quantile_key(q: float) -> str:
+    # Python's shortest round-trip repr matches how the manifest writes them: 0.05 -> "0.05".
+    return repr(float(q))
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    values: Sequence[float]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ForecastQuery:
+    series: Sequence[SeriesInput]
+    horizon: int | None = None
+    quantiles: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    id: str | None
+    point: Float32Array
+    quantiles: dict[str, Float32Array]
+    context_length_used: int
+
+
+class ForecastHandler:
+    task = "forecast"
+
+    def __init__(
+        self, manifest: ModelManifest, params: ForecastParameters, runner: ModelRunner, settings: Settings
+    ) -> None:
+        self.manifest = manifest
+        self.params = params
+        self._runner = runner
+        self._input_name = manifest.inputs[0].name
+        self._output_name = manifest.outputs[0].name
+        self._max_series = settings.max_series_per_request
+        self._max_length = settings.max_series_length
+        self._median_index = params.quantiles.index(0.5)
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings
+    ) -> ForecastHandler:
+        try:
+            params = ForecastParameters.model_validate(manifest.parameters)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ManifestError(f"invalid forecast parameters: {problems}") from exc
+        if len(manifest.inputs) != 1 or len(manifest.outputs) != 1:
+            raise ManifestError("a forecast model must have exactly one input and one output")
+        values, quantiles = manifest.inputs[0], manifest.outputs[0]
+        if values.datatype != "FP32" or len(values.shape) != 2:
+            raise ManifestError(
+                f"forecast input must be FP32 [batch, time], got {values.datatype} {values.shape}"
+            )
+        expected = [-1, params.horizon, len(params.quantiles)]
+        if (
+            quantiles.datatype != "FP32"
+            or len(quantiles.shape) != 3
+            or any(got not in (-1, want) for got, want in zip(quantiles.shape[1:], expected[1:], strict=True))
+        ):
+            raise ManifestError(
+                f"forecast output must be FP32 {expected} (batch, horizon, quantiles), "
+                f"got {quantiles.datatype} {quantiles.shape}"
+            )
+        return cls(manifest, params, runner, settings)
+
+    @property
+    def public_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump()
+
+    def warm_up(self) -> None:
+        """Run both length extremes once so first requests do not pay for allocation and kernel choice."""
+        for length in sorted({self.params.min_context_length, self.params.context_length}):
+            t = np.arange(length, dtype=np.float32)
+            rows = np.stack([100.0 + 10.0 * np.sin(2 * np.pi * t / self.params.season_length)] * 2)
+            out = self._runner.run_sync({self._input_name: rows.astype(np.float32)})[self._output_name]
+            if not np.isfinite(out).all():
+                raise ManifestError(f"warm-up produced non-finite forecasts for length {length}")
+
+    async def forecast(self, query: ForecastQuery) -> list[SeriesForecast]:
+        errors: list[ErrorDetail] = []
+        horizon = self._resolve_horizon(query.horizon, errors)
+        keys_and_indices = self._resolve_quantiles(query.quantiles, errors)
+        rows = self._prepare_rows(query.series, errors)
+        if errors:
+            raise InvalidInputError("the request does not fit this model", errors)
+        outputs = await self._predict(rows)
+        self._check_finite(outputs, errors)
+        if errors:
+            raise InvalidInputError("the model could not forecast some series", errors)
+        return [
+            SeriesForecast(
+                id=series.id,
+                point=np.ascontiguousarray(out[:horizon, self._median_index]),
+                quantiles={
+                    key: np.ascontiguousarray(out[:horizon, index]) for key, index in keys_and_indices
+                },
+                context_length_used=row.shape[0],
+            )
+            for series, row, out in zip(query.series, rows, outputs, strict=True)
+        ]
+
+    def _resolve_horizon(self, requested: int | None, errors: list[ErrorDetail]) -> int:
+        limit = self.params.horizon
+        if requested is None:
+            return limit
+        if not 1 <= requested <= limit:
+            errors.append(ErrorDetail(("horizon",), f"horizon must be between 1 and {limit} for this model"))
+        return requested
+
+    def _resolve_quantiles(
+        self, requested: Sequence[float] | None, errors: list[ErrorDetail]
+    ) -> list[tuple[str, int]]:
+        available = self.params.quantiles
+        if requested is None:
+            return [(quantile_key(q), i) for i, q in enumerate(available)]
+        seen: set[float] = set()
+        resolved: list[tuple[str, int]] = []
+        for position, q in enumerate(requested):
+            if q in seen:
+                # A dict response cannot hold a key twice; refuse rather than silently merge.
+                errors.append(ErrorDetail(("quantiles", position), f"quantile {q} is requested twice"))
+            elif q not in available:
+                errors.append(ErrorDetail(("quantiles", position), f"quantile {q} is not one of {available}"))
+            else:
+                resolved.append((quantile_key(available[available.index(q)]), available.index(q)))
+            seen.add(q)
+        return resolved
+
+    def _prepare_rows(self, series: Sequence[SeriesInput], errors: list[ErrorDetail]) -> list[Float32Array]:
+        if not series:
+            errors.append(ErrorDetail(("series",), "at least one series is required"))
+        if len(series) > self._max_series:
+            errors.append(
+                ErrorDetail(("series",), f"at most {self._max_series} series per request, got {len(series)}")
+            )
+            return []
+        rows: list[Float32Array] = []
+        for index, item in enumerate(series):
+            loc = ("series", index, "values")
+            n = len(item.values)
+            if n < self.params.min_context_length:
+                errors.append(
+                    ErrorDetail(
+                        loc, f"{n} values given; this model needs at least {self.params.min_context_length}"
+                    )
+                )
+                continue
+            if n > self._max_length:
+                errors.append(
+                    ErrorDetail(
+                        loc,
+                        f"{n} values given; at most {self._max_length} are accepted "
+                        f"(only the last {self.params.context_length} are used)",
+                    )
+                )
+                continue
+            bad = next((j for j, v in enumerate(item.values) if not math.isfinite(v)), None)
+            if bad is not None:
+                errors.append(ErrorDetail((*loc, bad), "values must be finite numbers"))
+                continue
+            # Only the most recent context_length values reach the model; the response reports the count.
+            recent = np.asarray(item.values[-self.params.context_length :], dtype=np.float64)
+            with np.errstate(over="ignore"):
+                row = recent.astype(np.float32)
+            overflow = np.flatnonzero(~np.isfinite(row))
+            if overflow.size:
+                position = n - recent.shape[0] + int(overflow[0])
+                errors.append(
+                    ErrorDetail((*loc, position), "value does not fit in 32-bit float (|x| > 3.4e38)")
+                )
+                continue
+            rows.append(row)
+        return rows
+
+    async def _predict(self, rows: list[Float32Array]) -> list[Float32Array]:
+        # The graph takes rectangular [B, T]; grouping equal lengths changes no answer (no padding).
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for index, row in enumerate(rows):
+            by_length[row.shape[0]].append(index)
+        results: list[Float32Array | None] = [None] * len(rows)
+        for indices in by_length.values():
+            batch = np.stack([rows[i] for i in indices])
+            out = (await self._runner.run({self._input_name: batch}))[self._output_name]
+            for position, index in enumerate(indices):
+                results[index] = out[position]
+        return [r for r in results if r is not None]
+
+    def _check_finite(self, outputs: list[Float32Array], errors: list[ErrorDetail]) -> None:
+        # Huge but representable inputs can overflow inside the graph's scaling; that is a property of
+        # the input, so it is the client's 422, not a 500.
+        for index, out in enumerate(outputs):
+            if not np.isfinite(out).all():
+                errors.append(
+                    ErrorDetail(
+                        ("series", index, "values"),
+                        "the model produced non-finite forecasts for these values (magnitudes too large?)",
+                    )
+                )

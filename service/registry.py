@@ -1,0 +1,189 @@
+"""Discovers, verifies, loads and warms up models; reports each one's state.
+
+Loaded models live in an immutable snapshot that is replaced in one assignment, so readers never see a
+half-built registry and a later hot reload can swap versions without touching in-flight requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from service.config import Settings
+from service.exceptions import ErrorDetail, InvalidInputError, ModelNotFoundError, ModelUnavailableError
+from service.inference import ModelRunner
+from service.manifest import MODEL_FILENAME, ManifestError, ModelManifest, load_manifest, verify_files
+from service.session import build_session, check_tensor_specs
+from service.tasks import HANDLER_FACTORIES, TaskHandler
+
+logger = logging.getLogger(__name__)
+
+_VERSION_DIR = re.compile(r"^\d+$")
+
+ModelState = Literal["ready", "failed"]
+
+
+class RepositoryError(RuntimeError):
+    """The repository itself is unusable (missing); the service cannot start."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    state: ModelState
+    version: int | None = None
+    error: str | None = None
+    manifest: ModelManifest | None = None
+    handler: TaskHandler | None = None
+    provider: str | None = None
+    model_sha256: str | None = None
+    warmup_ms: float | None = None
+
+    @property
+    def task(self) -> str | None:
+        return self.manifest.task if self.manifest else None
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    models: Mapping[str, ModelRecord] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, providers: list[str]) -> None:
+        self._settings = settings
+        self._providers = providers
+        self._snapshot = RegistrySnapshot()
+        self._swap_lock = threading.Lock()
+
+    def load(self) -> None:
+        """Build a complete new snapshot, then publish it in one assignment."""
+        root = self._settings.model_repository
+        if not root.is_dir():
+            raise RepositoryError(f"model repository {root} is not a directory")
+        names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        records = {name: self._load_one(name, root / name) for name in names}
+        for pinned in sorted(set(self._settings.model_versions) - set(names)):
+            records[pinned] = ModelRecord(
+                pinned, "failed", error=f"pinned in settings but {root / pinned} is missing"
+            )
+        with self._swap_lock:
+            self._snapshot = RegistrySnapshot(MappingProxyType(dict(sorted(records.items()))))
+
+    def snapshot(self) -> RegistrySnapshot:
+        return self._snapshot
+
+    def get(self, name: str) -> ModelRecord:
+        record = self._snapshot.models.get(name)
+        if record is None:
+            raise ModelNotFoundError(f"unknown model {name!r}", [ErrorDetail(("name",), "no such model")])
+        return record
+
+    def default_for(self, task: str) -> ModelRecord | None:
+        # First by name among models whose manifest says this task; stable even if that model failed.
+        return next((r for r in self._snapshot.models.values() if r.task == task), None)
+
+    def resolve(self, name: str | None, task: str) -> ModelRecord:
+        """The ready model a request should use, or the domain error explaining why there is none."""
+        models = self._snapshot.models
+        if name is None:
+            record = self.default_for(task)
+            if record is None:
+                raise ModelUnavailableError(f"no {task} model is available")
+        elif name not in models:
+            raise InvalidInputError(
+                f"unknown model {name!r}",
+                [ErrorDetail(("model",), f"unknown model; available: {sorted(models)}")],
+            )
+        else:
+            record = models[name]
+            if record.task is not None and record.task != task:
+                raise InvalidInputError(
+                    f"model {name!r} is a {record.task} model",
+                    [ErrorDetail(("model",), f"model serves task {record.task!r}, not {task!r}")],
+                )
+        if record.state != "ready":
+            raise ModelUnavailableError(f"model {record.name!r} is not ready: {record.error}")
+        return record
+
+    def not_ready(self) -> dict[str, str]:
+        """Model name -> reason, for every model that is not serving; empty when all are ready."""
+        models = self._snapshot.models
+        if not models:
+            return {"*": f"no models found in {self._settings.model_repository}"}
+        return {name: r.error or r.state for name, r in models.items() if r.state != "ready"}
+
+    def _load_one(self, name: str, model_dir: Path) -> ModelRecord:
+        version: int | None = None
+        manifest: ModelManifest | None = None
+        try:
+            version, version_dir = self._pick_version(name, model_dir)
+            manifest = self._read_manifest(name, version, version_dir)
+            record = self._activate(name, version, version_dir, manifest)
+        except Exception as exc:  # one bad artifact must not take the others down
+            message = str(exc) if isinstance(exc, ManifestError) else f"{type(exc).__name__}: {exc}"
+            logger.error("model refused: name=%s version=%s reason=%s", name, version, message)
+            # Keep the manifest when we got that far so /v1/models can still show task and parameters.
+            return ModelRecord(name, "failed", version=version, manifest=manifest, error=message)
+        logger.info(
+            "model loaded: name=%s version=%s sha256=%s provider=%s warmup_ms=%.1f",
+            name, version, (record.model_sha256 or "")[:12], record.provider, record.warmup_ms or 0.0,
+        )  # fmt: skip
+        return record
+
+    def _pick_version(self, name: str, model_dir: Path) -> tuple[int, Path]:
+        folders: dict[int, list[Path]] = {}
+        for path in model_dir.iterdir():
+            if path.is_dir() and _VERSION_DIR.match(path.name):
+                folders.setdefault(int(path.name), []).append(path)
+        pinned = self._settings.model_versions.get(name)
+        if pinned is not None and pinned not in folders:
+            raise ManifestError(f"pinned version {pinned} not found in {model_dir} (have {sorted(folders)})")
+        if not folders:
+            raise ManifestError(f"{model_dir}: no integer version folders")
+        version = max(folders) if pinned is None else pinned
+        if len(folders[version]) > 1:
+            # "1" and "01" would both claim version 1; refuse to guess which one is meant.
+            raise ManifestError(
+                f"{model_dir}: ambiguous folders for version {version}: {sorted(folders[version])}"
+            )
+        return version, folders[version][0]
+
+    def _read_manifest(self, name: str, version: int, version_dir: Path) -> ModelManifest:
+        manifest = load_manifest(version_dir)
+        if manifest.name != name or manifest.version != version:
+            raise ManifestError(
+                f"{version_dir}: manifest says {manifest.name}/{manifest.version}, folder is {name}/{version}"
+            )
+        return manifest
+
+    def _activate(self, name: str, version: int, version_dir: Path, manifest: ModelManifest) -> ModelRecord:
+        factory = HANDLER_FACTORIES.get(manifest.task)
+        if factory is None:
+            raise ManifestError(
+                f"task {manifest.task!r} is not supported (known: {sorted(HANDLER_FACTORIES)})"
+            )
+        verify_files(version_dir, manifest)
+        session = build_session(version_dir / MODEL_FILENAME, self._providers, self._settings)
+        check_tensor_specs(session, manifest)
+        runner = ModelRunner(session, manifest.outputs, self._settings.max_batch_size, f"{name}/{version}")
+        handler = factory(manifest, runner, self._settings)
+        started = time.perf_counter()
+        handler.warm_up()
+        return ModelRecord(
+            name,
+            "ready",
+            version=version,
+            manifest=manifest,
+            handler=handler,
+            provider=session.get_providers()[0],
+            model_sha256=manifest.files[MODEL_FILENAME].sha256,
+            warmup_ms=(time.perf_counter() - started) * 1000.0,
+        )

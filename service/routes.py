@@ -1,0 +1,139 @@
+"""HTTP routes: translate requests to domain calls and domain results to responses, nothing more."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, cast
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from service.config import Settings
+from service.exceptions import ErrorDetail, InferenceError, InferenceTimeoutError, NotReadyError
+from service.forecasting import ForecastHandler, ForecastQuery, SeriesInput
+from service.registry import ModelRecord, ModelRegistry
+from service.responses import OrjsonResponse
+from service.schemas import (
+    ErrorResponse,
+    ForecastRequest,
+    ForecastResponse,
+    Health,
+    ModelInfo,
+    ModelList,
+    Readiness,
+    TensorSpecOut,
+)
+
+router = APIRouter()
+
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON body.",
+    404: "Unknown model.",
+    413: "Request body larger than max_body_bytes.",
+    415: "Body not sent as application/json.",
+    422: "Request does not fit the schema or the model (loc points at the field).",
+    503: "Model or service not ready.",
+    504: "Inference exceeded request_timeout_seconds.",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return cast(ModelRegistry, request.app.state.registry)
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@router.post(
+    "/v1/forecast",
+    response_model=ForecastResponse,
+    response_class=OrjsonResponse,
+    responses=_errors(400, 413, 415, 422, 503, 504),
+    summary="Quantile forecasts for one or more series",
+)
+async def forecast(body: ForecastRequest, registry: RegistryDep, settings: SettingsDep) -> Response:
+    record = registry.resolve(body.model, "forecast")
+    handler = record.handler
+    if not isinstance(handler, ForecastHandler) or record.version is None:
+        raise InferenceError(f"model {record.name!r} has no forecast handler")
+    query = ForecastQuery(
+        series=[SeriesInput(values=s.values, id=s.id) for s in body.series],
+        horizon=body.horizon,
+        quantiles=body.quantiles,
+    )
+    try:
+        with anyio.fail_after(settings.request_timeout_seconds):
+            forecasts = await handler.forecast(query)
+    except TimeoutError as exc:
+        raise InferenceTimeoutError(
+            f"inference took longer than {settings.request_timeout_seconds} s"
+        ) from exc
+    return OrjsonResponse(
+        {
+            "model": {"name": record.name, "version": record.version},
+            "forecasts": [
+                {
+                    "id": f.id,
+                    "point": f.point,
+                    "quantiles": f.quantiles,
+                    "context_length_used": f.context_length_used,
+                }
+                for f in forecasts
+            ],
+        }
+    )
+
+
+@router.get("/v1/models", response_model=ModelList, summary="Every discovered model and its state")
+async def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(models=[_model_info(r) for r in registry.snapshot().models.values()])
+
+
+@router.get("/v1/models/{name}", response_model=ModelInfo, responses=_errors(404), summary="One model")
+async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+    return _model_info(registry.get(name))
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz", response_model=Readiness, responses=_errors(503), summary="Readiness: all models ready"
+)
+async def readyz(registry: RegistryDep) -> Readiness:
+    not_ready = registry.not_ready()
+    if not_ready:
+        details = [ErrorDetail(("models", name), reason) for name, reason in not_ready.items()]
+        raise NotReadyError(f"{len(not_ready)} model(s) not ready", details)
+    return Readiness(status="ready", models=list(registry.snapshot().models))
+
+
+def _model_info(record: ModelRecord) -> ModelInfo:
+    manifest = record.manifest
+    parameters = (
+        record.handler.public_parameters if record.handler else manifest.parameters if manifest else None
+    )
+    return ModelInfo(
+        name=record.name,
+        version=record.version,
+        task=record.task,
+        state=record.state,
+        error=record.error,
+        provider=record.provider,
+        model_sha256=record.model_sha256,
+        inputs=[TensorSpecOut(**s.model_dump()) for s in manifest.inputs] if manifest else None,
+        outputs=[TensorSpecOut(**s.model_dump()) for s in manifest.outputs] if manifest else None,
+        parameters=parameters,
+        evaluation=manifest.evaluation if manifest else None,
+    )

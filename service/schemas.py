@@ -1,0 +1,115 @@
+"""Request and response bodies of the HTTP API (pydantic v2), so OpenAPI documents every field.
+
+Requests are strict: no type coercion ("1" is not a number, true is not 1.0), no NaN/Infinity, no
+unknown keys. Anything the client sent is either used as sent or rejected with a field-level error.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SeriesIn(_Strict):
+    id: str | None = Field(default=None, description="Opaque client label, echoed back unchanged.")
+    values: list[FiniteFloat] = Field(
+        description="Raw observations, oldest first. Only the most recent context_length values are used."
+    )
+
+
+class ForecastRequest(_Strict):
+    model: str | None = Field(
+        default=None, description="Model name; default: the first forecast model by name."
+    )
+    horizon: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Steps ahead, 1..the model's horizon; default: the model's horizon."
+    )
+    quantiles: list[FiniteFloat] | None = Field(
+        default=None, description="Subset of the model's quantiles to return; default: all of them."
+    )
+    series: list[SeriesIn] = Field(
+        min_length=1, description="Series to forecast (limit: max_series_per_request)."
+    )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class SeriesForecastOut(BaseModel):
+    id: str | None = Field(description="The client's id, or null if none was sent.")
+    point: list[float] = Field(
+        description=(
+            "Point forecast: the 0.5 quantile (median). The model is trained with pinball (quantile) loss, "
+            "so its point forecast is the median, not the mean."
+        )
+    )
+    quantiles: dict[str, list[float]] = Field(
+        description='Forecast per quantile, keyed as the manifest writes them ("0.05", "0.1", ...).'
+    )
+    context_length_used: int = Field(
+        description="How many of the most recent values the model actually used."
+    )
+
+
+class ForecastResponse(BaseModel):
+    model: ModelRef
+    forecasts: list[SeriesForecastOut]
+
+
+class TensorSpecOut(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: int | None
+    task: str | None
+    state: Literal["ready", "failed"]
+    error: str | None = Field(description="Why the model is not serving; null when ready.")
+    provider: str | None = Field(description="onnxruntime execution provider actually in use.")
+    model_sha256: str | None
+    inputs: list[TensorSpecOut] | None
+    outputs: list[TensorSpecOut] | None
+    parameters: dict[str, Any] | None
+    evaluation: dict[str, Any] | None
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    models: list[str]
+
+
+class ErrorDetailOut(BaseModel):
+    loc: list[str | int] = Field(
+        description='Path to the offending field, e.g. ["body", "series", 2, "values"].'
+    )
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    details: list[ErrorDetailOut]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

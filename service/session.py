@@ -1,0 +1,62 @@
+"""Building an onnxruntime session and checking it against the manifest's tensor specs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from service.config import Settings
+from service.manifest import ORT_ELEMENT_TYPES, ModelManifest, TensorSpec
+
+
+class SpecMismatchError(Exception):
+    """The graph's inputs or outputs are not what the manifest promises."""
+
+
+def build_session(model_path: Path, providers: list[str], settings: Settings) -> Any:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = settings.ort_intra_op_threads
+    options.inter_op_num_threads = settings.ort_inter_op_threads
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+
+
+def check_tensor_specs(session: Any, manifest: ModelManifest) -> None:
+    """Refuse a graph whose names, element types, ranks or static dims differ from the manifest."""
+    problems = _compare("input", session.get_inputs(), manifest.inputs) + _compare(
+        "output", session.get_outputs(), manifest.outputs
+    )
+    if problems:
+        raise SpecMismatchError("graph does not match manifest: " + "; ".join(problems))
+
+
+def _compare(kind: str, actual: Sequence[Any], declared: Sequence[TensorSpec]) -> list[str]:
+    actual_by_name = {node.name: node for node in actual}
+    declared_names = [spec.name for spec in declared]
+    if sorted(actual_by_name) != sorted(declared_names):
+        return [f"{kind} names: graph has {sorted(actual_by_name)}, manifest has {sorted(declared_names)}"]
+    problems: list[str] = []
+    for spec in declared:
+        node = actual_by_name[spec.name]
+        expected_type = ORT_ELEMENT_TYPES[spec.datatype]
+        if node.type != expected_type:
+            problems.append(f"{kind} {spec.name!r}: graph type {node.type}, manifest {spec.datatype}")
+        if len(node.shape) != len(spec.shape):
+            problems.append(
+                f"{kind} {spec.name!r}: graph rank {len(node.shape)}, manifest shape {spec.shape}"
+            )
+            continue
+        for axis, (graph_dim, spec_dim) in enumerate(zip(node.shape, spec.shape, strict=True)):
+            graph_static = isinstance(graph_dim, int)
+            if spec_dim == -1 and graph_static:
+                # The manifest promises a dynamic axis the graph cannot honour.
+                problems.append(
+                    f"{kind} {spec.name!r} axis {axis}: graph fixes it to {graph_dim}, manifest -1"
+                )
+            elif spec_dim != -1 and graph_static and graph_dim != spec_dim:
+                problems.append(f"{kind} {spec.name!r} axis {axis}: graph {graph_dim}, manifest {spec_dim}")
+            # A symbolic graph dim under a static manifest dim is checked at warm-up by the runner.
+    return problems

@@ -1,0 +1,28 @@
+"""The task plug-in point: a new task (e.g. sentiment) adds a handler module and one entry here."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from service.config import Settings
+from service.forecasting import ForecastHandler
+from service.inference import ModelRunner
+from service.manifest import ModelManifest
+
+
+class TaskHandler(Protocol):
+    task: str
+
+    @property
+    def public_parameters(self) -> dict[str, Any]: ...
+
+    def warm_up(self) -> None: ...
+
+
+class HandlerFactory(Protocol):
+    def __call__(self, manifest: ModelManifest, runner: ModelRunner, settings: Settings) -> TaskHandler: ...
+
+
+HANDLER_FACTORIES: dict[str, HandlerFactory] = {
+    "forecast": ForecastHandler.from_manifest,
+}

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.model_repository == Path("models")
+    assert settings.providers == "auto"
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.max_series_per_request == 256
+    assert settings.max_series_length == 10_000
+    assert settings.max_batch_size == 256
+    assert settings.request_timeout_seconds == 10
+    assert settings.model_versions == {}
+
+
+def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQSERVE_MAX_BODY_BYTES", "2048")
+    monkeypatch.setenv("SEQSERVE_PROVIDERS", "cpu")
+    monkeypatch.setenv("SEQSERVE_MODEL_VERSIONS", '{"m4-hourly": 1}')
+    settings = Settings()
+    assert settings.max_body_bytes == 2048
+    assert settings.providers == "cpu"
+    assert settings.model_versions == {"m4-hourly": 1}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_body_bytes", 0),
+        ("max_series_per_request", -1),
+        ("max_batch_size", 0),
+        ("request_timeout_seconds", 0),
+        ("ort_intra_op_threads", -1),
+        ("providers", "tpu"),
+        ("port", 70000),
+    ],
+)
+def test_rejects_out_of_range(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**{field: value})
+
+
+def test_rejects_unknown_setting() -> None:
+    with pytest.raises(ValidationError):
+        Settings(max_body_size=1)  # type: ignore[call-arg]

@@ -1,0 +1,153 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from svc_helpers import MODEL_NAME, MODELS, assert_error, copy_model, make_settings
+
+from service.app import create_app
+from service.exceptions import InvalidInputError, ModelNotFoundError, ModelUnavailableError
+from service.providers import CPU
+from service.registry import ModelRegistry, RepositoryError
+
+
+def _load(repo: Path, **overrides: Any) -> ModelRegistry:
+    registry = ModelRegistry(make_settings(repo, **overrides), [CPU])
+    registry.load()
+    return registry
+
+
+def _flip_byte(repo: Path) -> None:
+    onnx = repo / MODEL_NAME / "1" / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[100] ^= 0x01
+    onnx.write_bytes(bytes(data))
+
+
+def test_committed_repository_loads_ready(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="service.registry"):
+        registry = _load(MODELS)
+    record = registry.get(MODEL_NAME)
+    assert record.state == "ready" and record.error is None
+    assert record.provider == CPU
+    assert record.warmup_ms is not None and record.warmup_ms > 0
+    assert registry.not_ready() == {}
+    assert registry.default_for("forecast") is record
+    assert f"name={MODEL_NAME} version=1 sha256={record.model_sha256[:12]}" in caplog.text  # type: ignore[index]
+
+
+def test_checksum_mismatch_is_failed_not_fatal(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path)
+    copy_model(tmp_path, name="good")
+    _flip_byte(repo)
+    registry = _load(repo)
+    bad = registry.get(MODEL_NAME)
+    assert bad.state == "failed"
+    assert bad.error is not None and "sha256 mismatch" in bad.error
+    assert bad.task == "forecast"  # the manifest was read, so /v1/models can still describe it
+    assert registry.get("good").state == "ready"
+    assert set(registry.not_ready()) == {MODEL_NAME}
+
+
+def test_checksum_mismatch_over_http(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path)
+    _flip_byte(repo)
+    with TestClient(create_app(make_settings(repo))) as client:
+        assert_error(client.get("/readyz"), 503, loc=["models", MODEL_NAME], error_type="not_ready")
+        info = client.get(f"/v1/models/{MODEL_NAME}").json()
+        assert info["state"] == "failed" and "sha256 mismatch" in info["error"]
+        listed = client.get("/v1/models").json()["models"]
+        assert [m["state"] for m in listed] == ["failed"]
+        response = client.post("/v1/forecast", json={"series": [{"values": [1.0] * 200}]})
+        assert_error(response, 503, error_type="model_unavailable")
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda m: m["inputs"][0].update(name="x"), "input names"),
+        (lambda m: m["inputs"][0].update(datatype="INT64"), "graph type tensor(float), manifest INT64"),
+        (lambda m: m["inputs"][0].update(shape=[-1, -1, -1]), "graph rank 2"),
+        (lambda m: m["outputs"][0].update(shape=[-1, 24, 7]), "axis 1: graph 48, manifest 24"),
+        (lambda m: m["outputs"][0].update(shape=[-1, -1, 7]), "graph fixes it to 48"),
+    ],
+)
+def test_tensor_spec_mismatch_refused(tmp_path: Path, edit: Any, fragment: str) -> None:
+    record = _load(copy_model(tmp_path, edit)).get(MODEL_NAME)
+    assert record.state == "failed"
+    assert record.error is not None and fragment in record.error
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda m: m["parameters"].pop("horizon"), "horizon"),
+        (lambda m: m["parameters"].update(quantiles=[0.1, 0.9]), "0.5"),
+        (lambda m: m["parameters"].update(quantiles=[0.5, 0.1]), "increasing"),
+        (lambda m: m["parameters"].update(min_context_length=400), "min_context_length"),
+        (lambda m: m["parameters"].update(horizon=24), "forecast output must be"),
+        (lambda m: m.update(task="translation"), "not supported"),
+        (lambda m: m.update(version=2), "folder is m4-hourly/1"),
+    ],
+)
+def test_bad_task_parameters_refused(tmp_path: Path, edit: Any, fragment: str) -> None:
+    record = _load(copy_model(tmp_path, edit)).get(MODEL_NAME)
+    assert record.state == "failed"
+    assert record.error is not None and fragment in record.error
+
+
+def test_highest_version_wins_unless_pinned(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path, version="1")
+    copy_model(tmp_path, version="3")
+    copy_model(tmp_path, version="2")
+    assert _load(repo).get(MODEL_NAME).version == 3
+    assert _load(repo, model_versions={MODEL_NAME: 2}).get(MODEL_NAME).version == 2
+    pinned_missing = _load(repo, model_versions={MODEL_NAME: 9}).get(MODEL_NAME)
+    assert pinned_missing.state == "failed" and "pinned version 9" in (pinned_missing.error or "")
+
+
+def test_pin_for_absent_model_is_reported(tmp_path: Path) -> None:
+    registry = _load(copy_model(tmp_path), model_versions={"ghost": 1})
+    assert registry.get("ghost").state == "failed"
+    assert "ghost" in registry.not_ready()
+
+
+def test_model_folder_without_versions_fails(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path)
+    (repo / "empty-model").mkdir()
+    registry = _load(repo)
+    assert "no integer version folders" in (registry.get("empty-model").error or "")
+    assert registry.get(MODEL_NAME).state == "ready"
+
+
+def test_empty_and_missing_repository(tmp_path: Path) -> None:
+    registry = _load(tmp_path)
+    assert registry.not_ready() != {}
+    with pytest.raises(RepositoryError):
+        _load(tmp_path / "nope")
+
+
+def test_resolve(tmp_path: Path) -> None:
+    registry = _load(MODELS)
+    assert registry.resolve(None, "forecast").name == MODEL_NAME
+    assert registry.resolve(MODEL_NAME, "forecast").name == MODEL_NAME
+    with pytest.raises(InvalidInputError) as info:
+        registry.resolve("nope", "forecast")
+    assert info.value.details[0].loc == ("model",)
+    with pytest.raises(InvalidInputError, match="is a forecast model"):
+        registry.resolve(MODEL_NAME, "sentiment")
+    with pytest.raises(ModelUnavailableError):
+        registry.resolve(None, "sentiment")
+    with pytest.raises(ModelNotFoundError):
+        registry.get("nope")
+
+
+def test_reload_swaps_snapshot_atomically(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path)
+    registry = _load(repo)
+    before = registry.snapshot()
+    copy_model(tmp_path, name="second")
+    registry.load()
+    after = registry.snapshot()
+    assert list(before.models) == [MODEL_NAME]  # the old snapshot is untouched
+    assert list(after.models) == [MODEL_NAME, "second"]
