@@ -1,0 +1,35 @@
+"""The service must answer exactly what the offline evaluation computed for the same series."""
+
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from training.forecast_eval import onnx_forecast
+from training.forecast_pipeline import M4_TRAIN
+from training.series_io import load_m4_wide
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO / "models/m4-hourly/1"
+
+
+def test_service_forecast_equals_offline_evaluation_forecast():
+    series = load_m4_wide(M4_TRAIN)
+    ids = ["H1", "H150", "H414"]
+    with TestClient(create_app(Settings(model_repository=REPO / "models"))) as client:
+        resp = client.post(
+            "/v1/forecast",
+            json={"model": "m4-hourly", "series": [{"id": i, "values": series[i].tolist()} for i in ids]},
+        )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    quantile_keys = list(body["forecasts"][0]["quantiles"])
+    # What `python -m training evaluate-forecast` scores: the last context_length values of each series.
+    context_length = body["forecasts"][0]["context_length_used"]
+    offline = onnx_forecast(MODEL_DIR / "model.onnx", [series[i][-context_length:] for i in ids])
+    for row, forecast, sid in zip(offline, body["forecasts"], ids, strict=True):
+        assert forecast["id"] == sid
+        served = np.array([forecast["quantiles"][k] for k in quantile_keys]).T
+        np.testing.assert_allclose(served, row, rtol=1e-6, atol=0)
