@@ -7,11 +7,15 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from service import __version__
 from service.config import Settings
 from service.errors import install_error_handlers
+from service.http_metrics import HttpMetricsMiddleware
 from service.limits import BodySizeLimitMiddleware
+from service.metrics import mark_started
+from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
 from service.providers import choose_providers
 from service.registry import ModelRegistry
 from service.routes import router
@@ -27,11 +31,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Loading hashes files and runs warm-up; keep that off the event loop.
         await anyio.to_thread.run_sync(registry.load)
         app.state.registry = registry
+        mark_started()
         yield
+        mark_worker_exit()
 
     app = FastAPI(title="seqserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(router)
+    app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))
+    # Added last, so it wraps the body limit and sees its 413s too. FastAPI keeps an included router
+    # as one opaque entry, so its own routes are listed for matching route templates.
+    app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *router.routes])
     return app

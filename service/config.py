@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         description="auto = CUDA when onnxruntime has it, else CPU; cuda = refuse to start without CUDA.",
     )
     ort_intra_op_threads: int = Field(
-        default=0, ge=0, description="Threads inside one operator; 0 = ORT default."
+        default=0, ge=0, description="Threads inside one operator; 0 = CPU cores divided by workers."
     )
     ort_inter_op_threads: int = Field(
         default=1, ge=0, description="Threads across operators; 0 = ORT default."
@@ -35,6 +35,32 @@ class Settings(BaseSettings):
         default=10_000,
         gt=0,
         description="Most raw values accepted per series (only the last context_length are used).",
+    )
+    max_texts_per_request: int = Field(default=256, gt=0, description="Most texts in one sentiment request.")
+    max_text_chars: int = Field(
+        default=5_000,
+        gt=0,
+        description="Most characters per text (422 above); tokens beyond max_tokens are cut.",
+    )
+    batching_enabled: bool = Field(
+        default=True, description="Coalesce rows of concurrent requests into one session.run per model."
+    )
+    max_queue_delay_seconds: float = Field(
+        default=0.002,
+        ge=0,
+        description="Longest a queued row waits for its batch to fill (not applied when the model is idle).",
+    )
+    max_queue_rows: int = Field(
+        default=4096, gt=0, description="Rows waiting per model before requests get 503 + Retry-After."
+    )
+    workers: int = Field(default=1, gt=0, description="uvicorn worker processes (each loads every model).")
+    ort_allow_spinning: bool = Field(
+        default=False,
+        description="Let ORT's intra-op threads spin-wait; faster alone, but steals CPU from other workers.",
+    )
+    ort_cpu_mem_arena: bool = Field(
+        default=False,
+        description="ORT's CPU memory arena: a little faster, but it keeps the peak of the largest batch.",
     )
     max_batch_size: int = Field(default=256, gt=0, description="Most rows passed to one session.run call.")
     request_timeout_seconds: float = Field(

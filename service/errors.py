@@ -18,6 +18,7 @@ from service.exceptions import (
     ModelNotFoundError,
     ModelUnavailableError,
     NotReadyError,
+    QueueFullError,
     ServiceError,
 )
 from service.responses import error_response
@@ -29,6 +30,7 @@ STATUS_CODES: dict[type[ServiceError], int] = {
     ModelNotFoundError: 404,
     ModelUnavailableError: 503,
     NotReadyError: 503,
+    QueueFullError: 503,
     InferenceTimeoutError: 504,
     InferenceError: 500,
 }
@@ -56,7 +58,9 @@ async def _service_error(request: Request, exc: ServiceError) -> Response:
         return _server_fault(request, exc)
     root = next((_LOC_ROOTS[cls] for cls in type(exc).__mro__ if cls in _LOC_ROOTS), None)
     details = [ErrorDetail((root, *d.loc) if root else d.loc, d.msg) for d in exc.details]
-    return error_response(status, exc.error_type, exc.message, details)
+    # Backpressure is transient: a queue drains in milliseconds, so a one-second retry is generous.
+    headers = {"Retry-After": "1"} if isinstance(exc, QueueFullError) else None
+    return error_response(status, exc.error_type, exc.message, details, headers=headers)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

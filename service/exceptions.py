@@ -57,3 +57,9 @@ class InferenceError(ServiceError):
     """The model produced something the service cannot use: a server fault, never the client's."""
 
     error_type = "inference_error"
+
+
+class QueueFullError(ServiceError):
+    """Backpressure: the model's queue is at max_queue_rows; the client should retry shortly."""
+
+    error_type = "overloaded"

@@ -7,11 +7,13 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.inference import ModelRunner
@@ -75,6 +77,7 @@ class ForecastHandler:
     ) -> None:
         self.manifest = manifest
         self.params = params
+        metrics.register_forecast_model(manifest.name)
         self._runner = runner
         self._input_name = manifest.inputs[0].name
         self._output_name = manifest.outputs[0].name
@@ -84,7 +87,7 @@ class ForecastHandler:
 
     @classmethod
     def from_manifest(
-        cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings
+        cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings, version_dir: Path
     ) -> ForecastHandler:
         try:
             params = ForecastParameters.model_validate(manifest.parameters)
@@ -126,6 +129,7 @@ class ForecastHandler:
                 raise ManifestError(f"warm-up produced non-finite forecasts for length {length}")
 
     async def forecast(self, query: ForecastQuery) -> list[SeriesForecast]:
+        metrics.observe_forecast_input_lengths(self.manifest.name, (len(s.values) for s in query.series))
         errors: list[ErrorDetail] = []
         horizon = self._resolve_horizon(query.horizon, errors)
         keys_and_indices = self._resolve_quantiles(query.quantiles, errors)

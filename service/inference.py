@@ -1,43 +1,103 @@
-"""Runs a session off the event loop, in row chunks of at most ``max_batch_size``.
+"""Runs a model's session off the event loop, through the micro-batcher or (batching off) directly.
 
-This is the seam a dynamic micro-batcher will replace: task handlers only ever call
-``await runner.run(feeds)`` with row-aligned arrays and get row-aligned outputs back.
+Task handlers only ever call ``await runner.run(feeds)`` with row-aligned arrays and get
+row-aligned outputs back; whether rows were coalesced with other requests is invisible to them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 import numpy as np
 
+from service.batching import BatchObserver, MicroBatcher
 from service.exceptions import InferenceError
 from service.manifest import TensorSpec
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
 
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_queue_delay_seconds: float
+    max_queue_rows: int
+    observer: BatchObserver | None = None
+
+
 class ModelRunner:
     def __init__(
-        self, session: Any, outputs: Sequence[TensorSpec], max_batch_size: int, model_label: str
+        self,
+        session: Any,
+        outputs: Sequence[TensorSpec],
+        max_batch_size: int,
+        model_label: str,
+        batching: BatchingConfig | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         self._session = session
         self._outputs = tuple(outputs)
         self._output_names = [spec.name for spec in self._outputs]
         self._max_batch_size = max_batch_size
         self._label = model_label
+        self._batching = batching
+        # Metrics sink (service.metrics.ModelMetrics) for both paths; warm-up (run_sync) is not reported.
+        self._observer = observer
+        self._batcher: MicroBatcher | None = None
+        self._pad_values: dict[str, int | float] = {}
+
+    def set_paddable(self, pad_values: Mapping[str, int | float]) -> None:
+        """Declare inputs whose graph masks right-padding, so rows of different widths may share a batch."""
+        if self._batcher is not None:
+            raise RuntimeError("set_paddable must be called before the first run")
+        self._pad_values = dict(pad_values)
 
     async def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
-        """Run all rows, chunked; each chunk runs in a worker thread so the event loop stays free.
+        """Run all rows off the event loop; through the micro-batcher when batching is on."""
+        if self._batching is not None:
+            return await self._get_batcher().submit(dict(feeds))
+        return await self._run_unbatched(feeds)
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+    def _get_batcher(self) -> MicroBatcher:
+        if self._batcher is None:
+            assert self._batching is not None
+            self._batcher = MicroBatcher(
+                self._run_chunk,
+                max_batch_size=self._max_batch_size,
+                max_queue_delay_seconds=self._batching.max_queue_delay_seconds,
+                max_queue_rows=self._batching.max_queue_rows,
+                pad_values=self._pad_values,
+                observer=self._batching.observer or self._observer,
+                label=self._label,
+            )
+        return self._batcher
+
+    async def _run_unbatched(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        """Each request's rows run on their own (chunked), concurrently with other requests'.
 
         abandon_on_cancel lets a request timeout return promptly; the abandoned chunk finishes in its
         thread and its result is discarded.
         """
         parts: list[Arrays] = []
         for chunk in self._chunks(feeds):
-            parts.append(await anyio.to_thread.run_sync(self._run_chunk, chunk, abandon_on_cancel=True))
+            parts.append(await anyio.to_thread.run_sync(self._run_observed, chunk, abandon_on_cancel=True))
         return self._concat(parts)
+
+    def _run_observed(self, feeds: Arrays) -> Arrays:
+        started = time.perf_counter()
+        outputs = self._run_chunk(feeds)
+        if self._observer is not None:
+            # Unbatched rows never queue, so their queue wait is 0 by definition.
+            rows = next(iter(feeds.values())).shape[0]
+            self._observer.batch_done(rows, [0.0], time.perf_counter() - started)
+        return outputs
 
     def run_sync(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
         """Blocking variant for start-up warm-up, where there is no event loop to protect."""

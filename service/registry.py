@@ -6,6 +6,7 @@ half-built registry and a later hot reload can swap versions without touching in
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -18,8 +19,16 @@ from typing import Literal
 
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError, ModelNotFoundError, ModelUnavailableError
-from service.inference import ModelRunner
-from service.manifest import MODEL_FILENAME, ManifestError, ModelManifest, load_manifest, verify_files
+from service.inference import BatchingConfig, ModelRunner
+from service.manifest import (
+    MANIFEST_FILENAME,
+    MODEL_FILENAME,
+    ManifestError,
+    ModelManifest,
+    load_manifest,
+    verify_files,
+)
+from service.metrics import ModelMetrics, ServedModel, publish_models, reject
 from service.session import build_session, check_tensor_specs
 from service.tasks import HANDLER_FACTORIES, TaskHandler
 
@@ -76,6 +85,11 @@ class ModelRegistry:
             )
         with self._swap_lock:
             self._snapshot = RegistrySnapshot(MappingProxyType(dict(sorted(records.items()))))
+            publish_models(
+                ServedModel(r.name, r.version, r.provider)
+                for r in records.values()
+                if r.state == "ready" and r.version is not None and r.provider is not None
+            )
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot
@@ -110,6 +124,7 @@ class ModelRegistry:
                     [ErrorDetail(("model",), f"model serves task {record.task!r}, not {task!r}")],
                 )
         if record.state != "ready":
+            reject(record.name, "unavailable")
             raise ModelUnavailableError(f"model {record.name!r} is not ready: {record.error}")
         return record
 
@@ -138,6 +153,14 @@ class ModelRegistry:
         )  # fmt: skip
         return record
 
+    def _batching_config(self, name: str) -> BatchingConfig | None:
+        if not self._settings.batching_enabled:
+            return None
+        return BatchingConfig(
+            max_queue_delay_seconds=self._settings.max_queue_delay_seconds,
+            max_queue_rows=self._settings.max_queue_rows,
+        )
+
     def _pick_version(self, name: str, model_dir: Path) -> tuple[int, Path]:
         folders: dict[int, list[Path]] = {}
         for path in model_dir.iterdir():
@@ -148,13 +171,29 @@ class ModelRegistry:
             raise ManifestError(f"pinned version {pinned} not found in {model_dir} (have {sorted(folders)})")
         if not folders:
             raise ManifestError(f"{model_dir}: no integer version folders")
-        version = max(folders) if pinned is None else pinned
+        version = pinned if pinned is not None else self._default_version(folders)
         if len(folders[version]) > 1:
             # "1" and "01" would both claim version 1; refuse to guess which one is meant.
             raise ManifestError(
                 f"{model_dir}: ambiguous folders for version {version}: {sorted(folders[version])}"
             )
         return version, folders[version][0]
+
+    @staticmethod
+    def _default_version(folders: dict[int, list[Path]]) -> int:
+        """Highest version, skipping those whose manifest opts out ("default": false, e.g. an int8
+        variant that failed its quality gate). An unreadable manifest is not skipped: it gets loaded
+        and its failure reported, rather than silently serving an older version."""
+        for version in sorted(folders, reverse=True):
+            try:
+                opted_out = (
+                    json.loads((folders[version][0] / MANIFEST_FILENAME).read_text()).get("default") is False
+                )
+            except (OSError, ValueError, AttributeError):
+                opted_out = False
+            if not opted_out:
+                return version
+        return max(folders)
 
     def _read_manifest(self, name: str, version: int, version_dir: Path) -> ModelManifest:
         manifest = load_manifest(version_dir)
@@ -173,8 +212,15 @@ class ModelRegistry:
         verify_files(version_dir, manifest)
         session = build_session(version_dir / MODEL_FILENAME, self._providers, self._settings)
         check_tensor_specs(session, manifest)
-        runner = ModelRunner(session, manifest.outputs, self._settings.max_batch_size, f"{name}/{version}")
-        handler = factory(manifest, runner, self._settings)
+        runner = ModelRunner(
+            session,
+            manifest.outputs,
+            self._settings.max_batch_size,
+            f"{name}/{version}",
+            self._batching_config(name),
+            observer=ModelMetrics(name, version),
+        )
+        handler = factory(manifest, runner, self._settings, version_dir)
         started = time.perf_counter()
         handler.warm_up()
         return ModelRecord(

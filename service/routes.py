@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from starlette.responses import Response
 from service.config import Settings
 from service.exceptions import ErrorDetail, InferenceError, InferenceTimeoutError, NotReadyError
 from service.forecasting import ForecastHandler, ForecastQuery, SeriesInput
+from service.metrics import count_rejections
 from service.registry import ModelRecord, ModelRegistry
 from service.responses import OrjsonResponse
 from service.schemas import (
@@ -21,10 +23,14 @@ from service.schemas import (
     ModelInfo,
     ModelList,
     Readiness,
+    SentimentRequest,
+    SentimentResponse,
     TensorSpecOut,
 )
+from service.sentiment import SentimentHandler
 
 router = APIRouter()
+T = TypeVar("T")
 
 _ERROR_DESCRIPTIONS = {
     400: "Malformed JSON body.",
@@ -70,13 +76,7 @@ async def forecast(body: ForecastRequest, registry: RegistryDep, settings: Setti
         horizon=body.horizon,
         quantiles=body.quantiles,
     )
-    try:
-        with anyio.fail_after(settings.request_timeout_seconds):
-            forecasts = await handler.forecast(query)
-    except TimeoutError as exc:
-        raise InferenceTimeoutError(
-            f"inference took longer than {settings.request_timeout_seconds} s"
-        ) from exc
+    forecasts = await _within_timeout(handler.forecast(query), settings, record.name)
     return OrjsonResponse(
         {
             "model": {"name": record.name, "version": record.version},
@@ -91,6 +91,48 @@ async def forecast(body: ForecastRequest, registry: RegistryDep, settings: Setti
             ],
         }
     )
+
+
+@router.post(
+    "/v1/sentiment",
+    response_model=SentimentResponse,
+    response_class=OrjsonResponse,
+    responses=_errors(400, 413, 415, 422, 503, 504),
+    summary="Sentiment label and probabilities for one or more texts",
+)
+async def sentiment(body: SentimentRequest, registry: RegistryDep, settings: SettingsDep) -> Response:
+    record = registry.resolve(body.model, "sentiment")
+    handler = record.handler
+    if not isinstance(handler, SentimentHandler) or record.version is None:
+        raise InferenceError(f"model {record.name!r} has no sentiment handler")
+    results = await _within_timeout(handler.classify(body.texts), settings, record.name)
+    return OrjsonResponse(
+        {
+            "model": {"name": record.name, "version": record.version},
+            "results": [
+                {
+                    "label": r.label,
+                    "score": r.score,
+                    "probabilities": r.probabilities,
+                    "truncated": r.truncated,
+                    "tokens_used": r.tokens_used,
+                }
+                for r in results
+            ],
+        }
+    )
+
+
+async def _within_timeout(call: Awaitable[T], settings: Settings, model: str) -> T:
+    # Rejections (invalid input, timeout) are counted per model here, where the model is known.
+    with count_rejections(model):
+        try:
+            with anyio.fail_after(settings.request_timeout_seconds):
+                return await call
+        except TimeoutError as exc:
+            raise InferenceTimeoutError(
+                f"inference took longer than {settings.request_timeout_seconds} s"
+            ) from exc
 
 
 @router.get("/v1/models", response_model=ModelList, summary="Every discovered model and its state")

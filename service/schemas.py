@@ -39,6 +39,20 @@ class ForecastRequest(_Strict):
     )
 
 
+class SentimentRequest(_Strict):
+    model: str | None = Field(
+        default=None, description="Model name; default: the first sentiment model by name."
+    )
+    texts: list[str] = Field(
+        min_length=1,
+        description=(
+            "Raw texts, any casing and punctuation (limits: max_texts_per_request texts, max_text_chars "
+            "characters each). Texts longer than the model's max_tokens are cut to their first max_tokens "
+            "tokens, and the result says truncated: true."
+        ),
+    )
+
+
 class ModelRef(BaseModel):
     name: str
     version: int
@@ -113,3 +127,16 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class SentimentOut(BaseModel):
+    label: str = Field(description="The most probable label.")
+    score: float = Field(description="Probability of that label.")
+    probabilities: dict[str, float] = Field(description="Probability per label; sums to 1.")
+    truncated: bool = Field(description="True when the text had more than max_tokens tokens and was cut.")
+    tokens_used: int = Field(description="Tokens the model read (at most max_tokens).")
+
+
+class SentimentResponse(BaseModel):
+    model: ModelRef
+    results: list[SentimentOut] = Field(description="One result per text, in request order.")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from service.config import Settings
 from service.forecasting import ForecastHandler
 from service.inference import ModelRunner
 from service.manifest import ModelManifest
+from service.sentiment import SentimentHandler
 
 
 class TaskHandler(Protocol):
@@ -20,9 +22,12 @@ class TaskHandler(Protocol):
 
 
 class HandlerFactory(Protocol):
-    def __call__(self, manifest: ModelManifest, runner: ModelRunner, settings: Settings) -> TaskHandler: ...
+    def __call__(
+        self, manifest: ModelManifest, runner: ModelRunner, settings: Settings, version_dir: Path
+    ) -> TaskHandler: ...
 
 
 HANDLER_FACTORIES: dict[str, HandlerFactory] = {
     "forecast": ForecastHandler.from_manifest,
+    "sentiment": SentimentHandler.from_manifest,
 }

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from training import quantize, sentiment_pipeline
 from training.forecast_pipeline import M4_TEST, M4_TRAIN, config_from_args, reevaluate, run_forecast
 
 
@@ -31,9 +32,37 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--test-csv", type=Path, default=None)
     ev.add_argument("--format", choices=["m4", "long"], default="m4")
 
+    st = sub.add_parser("sentiment", help="train, export and evaluate the SST-2 BiLSTM sentiment model")
+    st.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    st.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
+    st.add_argument("--epochs", type=int, default=None)
+    st.add_argument("--seed", type=int, default=None)
+    st.add_argument("--no-pretrained", action="store_true", help="WordPiece trained on SST, random init")
+    st.add_argument("--train-limit", type=int, default=None, help="train on a random subset (experiments)")
+
+    es = sub.add_parser("evaluate-sentiment", help="re-score a committed sentiment model with onnxruntime")
+    es.add_argument("version_dir", type=Path)
+
+    qz = sub.add_parser("quantize", help="int8 variant of a committed version (dynamic quantization + gate)")
+    qz.add_argument("src_version_dir", type=Path, help="models/<name>/<version> of the fp32 model")
+    qz.add_argument("--out", type=Path, required=True, help="models/<name>/<new version>")
+    qz.add_argument("--weight-type", nargs="+", choices=quantize.WEIGHT_TYPES, default=quantize.WEIGHT_TYPES)
+    qz.add_argument("--per-channel", nargs="+", choices=["off", "on"], default=["off", "on"])
+    qz.add_argument("--scope", nargs="+", choices=list(quantize.SCOPES), default=list(quantize.SCOPES))
+    qz.add_argument("--force", action="store_true", help="replace --out if it is not empty")
+    qz.add_argument(
+        "--default-policy",
+        choices=list(quantize.DEFAULT_POLICIES),
+        # The service's contract is that a row's answer does not depend on its batch (DESIGN.md);
+        # dynamic int8 breaks it, so by default int8 is only served when pinned.
+        default="quality+batch-invariance",
+        help="what the manifest's 'default' requires (see training/quantize.py)",
+    )
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    test_csv = args.test_csv if args.test_csv or args.format != "m4" else M4_TEST
+    if args.command in ("forecast", "evaluate-forecast"):
+        test_csv = args.test_csv if args.test_csv or args.format != "m4" else M4_TEST
     if args.command == "forecast":
         name = args.name or args.out.resolve().parent.name
         run_forecast(
@@ -41,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "evaluate-forecast":
         reevaluate(args.version_dir, args.train_csv, test_csv, args.format)
+    elif args.command == "sentiment":
+        cfg = sentiment_pipeline.config_from_args(args.epochs, args.seed, not args.no_pretrained)
+        name = args.name or args.out.resolve().parent.name
+        sentiment_pipeline.run_sentiment(args.out, cfg, name, args.train_limit)
+    elif args.command == "evaluate-sentiment":
+        sentiment_pipeline.reevaluate(args.version_dir)
+    elif args.command == "quantize":
+        cands = quantize.candidates(args.weight_type, [p == "on" for p in args.per_channel], args.scope)
+        quantize.quantize_version(args.src_version_dir, args.out, cands, args.force, args.default_policy)
     return 0
 
 

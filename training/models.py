@@ -88,3 +88,62 @@ class LSTMForecaster(nn.Module):
         """values: raw series [B, T] with T >= skip_length; returns raw-unit quantiles [B, H, Q]."""
         q, scale = self.scaled_forward(values)
         return q * scale
+
+
+class BiLSTMSentiment(nn.Module):
+    """Embedding, bidirectional LSTM, masked pooling, linear to class probabilities.
+
+    Padding cannot change an answer. Rows are right-padded and ``lengths`` says how many ids of
+    each row are real:
+
+    * the forward LSTM reads the row as is; its outputs at real positions never see padding;
+    * the backward direction is a second forward-only LSTM over each row reversed *within its
+      length* (padding stays at the end), so it also never sees padding;
+    * features are the last real output of each direction plus max and mean pooling over real
+      positions only. Pooling is order-free, so the reversed outputs need no re-alignment.
+
+    Both LSTMs are plain unidirectional ``nn.LSTM``s, which the legacy ONNX exporter turns into
+    fused ``LSTM`` nodes with dynamic batch and time axes. A length of 0 counts as 1 (one [PAD]),
+    and lengths beyond the row width are clipped to it.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 384,
+        hidden_size: int = 256,
+        num_classes: int = 2,
+        dropout: float = 0.3,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.pad_id = pad_id
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.fwd = nn.LSTM(embed_dim, hidden_size, batch_first=True)
+        self.bwd = nn.LSTM(embed_dim, hidden_size, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(6 * hidden_size, num_classes)
+
+    def logits(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """input_ids int64 [B, T] right-padded; lengths int64 [B]; returns logits [B, C]."""
+        # Tensor ops only (no Python ints from shapes), so the exported graph stays dynamic.
+        positions = torch.cumsum(torch.ones_like(input_ids), dim=1) - 1  # [B, T]: 0..T-1
+        lengths = torch.minimum(lengths.clamp(min=1), positions[:, -1] + 1).unsqueeze(1)  # [B, 1]
+        valid = positions < lengths
+        reversed_index = torch.where(valid, lengths - 1 - positions, positions)
+        ids_rev = input_ids.gather(1, reversed_index)
+        out_f, _ = self.fwd(self.dropout(self.embedding(input_ids)))
+        out_b, _ = self.bwd(self.dropout(self.embedding(ids_rev)))
+        mask = valid.unsqueeze(-1)
+        last = (lengths - 1).unsqueeze(-1).expand(-1, -1, out_f.shape[-1])
+        feats = []
+        for out in (out_f, out_b):
+            feats.append(out.gather(1, last).squeeze(1))
+            feats.append(out.masked_fill(~mask, -2.0).amax(dim=1))  # LSTM outputs lie in (-1, 1)
+            feats.append((out * mask.to(out.dtype)).sum(dim=1) / lengths.to(out.dtype))
+        logits: torch.Tensor = self.head(self.dropout(torch.cat(feats, dim=1)))
+        return logits
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Class probabilities FP32 [B, C] (softmax inside, so raw-ONNX clients get probabilities)."""
+        return torch.softmax(self.logits(input_ids, lengths), dim=-1)

@@ -13,12 +13,15 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "models": [MODEL_NAME]}
+    assert response.json() == {"status": "ready", "models": [MODEL_NAME, "sst2-bilstm"]}
 
 
 def test_list_models(client: TestClient, manifest: dict[str, Any]) -> None:
-    [info] = client.get("/v1/models").json()["models"]
-    assert info["name"] == MODEL_NAME
+    models = client.get("/v1/models").json()["models"]
+    assert [m["name"] for m in models] == [MODEL_NAME, "sst2-bilstm"]
+    assert {m["task"] for m in models} == {"forecast", "sentiment"}
+    assert all(m["evaluation"] for m in models)
+    info = models[0]
     assert info["version"] == manifest["version"]
     assert info["task"] == "forecast"
     assert info["state"] == "ready" and info["error"] is None

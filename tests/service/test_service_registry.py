@@ -106,6 +106,15 @@ def test_highest_version_wins_unless_pinned(tmp_path: Path) -> None:
     assert pinned_missing.state == "failed" and "pinned version 9" in (pinned_missing.error or "")
 
 
+def test_version_that_opts_out_of_default_is_served_only_when_pinned(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path, version="1")
+    copy_model(tmp_path, version="2", edit_manifest=lambda m: m.update(default=False))
+    assert _load(repo).get(MODEL_NAME).version == 1
+    assert _load(repo, model_versions={MODEL_NAME: 2}).get(MODEL_NAME).version == 2
+    copy_model(tmp_path, version="3", edit_manifest=lambda m: m.update(default=True))
+    assert _load(repo).get(MODEL_NAME).version == 3
+
+
 def test_pin_for_absent_model_is_reported(tmp_path: Path) -> None:
     registry = _load(copy_model(tmp_path), model_versions={"ghost": 1})
     assert registry.get("ghost").state == "failed"
@@ -128,7 +137,7 @@ def test_empty_and_missing_repository(tmp_path: Path) -> None:
 
 
 def test_resolve(tmp_path: Path) -> None:
-    registry = _load(MODELS)
+    registry = _load(copy_model(tmp_path))  # the forecaster alone
     assert registry.resolve(None, "forecast").name == MODEL_NAME
     assert registry.resolve(MODEL_NAME, "forecast").name == MODEL_NAME
     with pytest.raises(InvalidInputError) as info:

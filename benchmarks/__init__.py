@@ -1,0 +1,1 @@
+"""seqserve's benchmark: ``python -m benchmarks`` (see README, Benchmarks). Not part of the test suite."""

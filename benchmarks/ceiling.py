@@ -1,0 +1,115 @@
+"""The in-process ONNX Runtime ceiling: rows/s of ``session.run`` alone, no HTTP, no Python around it.
+
+``python -m benchmarks.ceiling models/m4-hourly/1 models/m4-hourly/2 --batches 64 256`` prints it for
+any model versions (forecasters only: one FP32 input [B, T]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.payloads import load_m4_series
+
+
+def session(model_path: Path, intra_op_threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
+def rows_for(contexts: np.ndarray, batch: int) -> np.ndarray:
+    """``batch`` real rows (repeating the set if it is smaller)."""
+    reps = -(-batch // len(contexts))
+    return np.ascontiguousarray(np.tile(contexts, (reps, 1))[:batch], dtype=np.float32)
+
+
+def measure(
+    model_path: Path,
+    contexts: np.ndarray,
+    batches: Sequence[int],
+    seconds_per_batch: float,
+    intra_op_threads: int,
+    rounds: int = 5,
+) -> dict[str, Any]:
+    """rows/s per batch size: the median and the best of ``rounds`` timed rounds."""
+    sess = session(model_path, intra_op_threads)
+    name = sess.get_inputs()[0].name
+    points = []
+    for batch in batches:
+        feeds = {name: rows_for(contexts, batch)}
+        for _ in range(3):
+            sess.run(None, feeds)
+        rates = []
+        for _ in range(rounds):
+            calls, start = 0, time.perf_counter()
+            while True:
+                sess.run(None, feeds)
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds_per_batch / rounds:
+                    break
+            rates.append(calls * batch / elapsed)
+        median = statistics.median(rates)
+        points.append(
+            {
+                "batch": batch,
+                "rows_per_s_median": median,
+                "rows_per_s_best": max(rates),
+                "ms_per_batch_median": 1000.0 * batch / median,
+            }
+        )
+    best = max(points, key=lambda p: p["rows_per_s_median"])
+    return {
+        "model": str(model_path),
+        "context_length": int(contexts.shape[1]),
+        "intra_op_threads": intra_op_threads,
+        "inter_op_threads": 1,
+        "rounds": rounds,
+        "points": points,
+        "best_batch": best["batch"],
+        "rows_per_s": best["rows_per_s_median"],
+        "rows_per_s_best_round": best["rows_per_s_best"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling")
+    parser.add_argument("version_dirs", nargs="+", type=Path)
+    parser.add_argument("--batches", nargs="+", type=int, default=[32, 64, 128, 256])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per batch size")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
+    parser.add_argument("--context-length", type=int, default=336)
+    args = parser.parse_args(argv)
+    contexts = load_m4_series(args.context_length)
+    results = []
+    for d in args.version_dirs:
+        r = measure(d / "model.onnx", contexts, args.batches, args.seconds, args.threads)
+        results.append(r)
+        for p, ref in zip(r["points"], results[0]["points"], strict=True):
+            print(
+                f"{d!s:24} batch {p['batch']:4d}  {p['rows_per_s_median']:8.0f} rows/s median"
+                f" ({p['rows_per_s_median'] / ref['rows_per_s_median']:.2f}x)"
+                f"  {p['rows_per_s_best']:8.0f} best  {p['ms_per_batch_median']:7.2f} ms/batch"
+            )
+    base = results[0]
+    for r, d in zip(results, args.version_dirs, strict=True):
+        print(
+            f"{d!s:24} ceiling {r['rows_per_s']:8.0f} rows/s at batch {r['best_batch']}"
+            f"  ({r['rows_per_s'] / base['rows_per_s']:.2f}x {args.version_dirs[0]})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

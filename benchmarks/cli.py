@@ -1,0 +1,345 @@
+"""``python -m benchmarks``: every measurement of issue 4 in one run; a table and a JSON file.
+
+Order: the in-process ceiling first (nothing else running), then the service with batching on
+(single series at each concurrency, 32 series per request, sentiment), the service with batching
+off, and the naive baseline. Each server runs as a subprocess on a free loopback port and is
+stopped before the next one starts, so only one competes with wrk for the CPU at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks import ceiling, loadgen, payloads, report
+from benchmarks.server import Server, ServerError, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FORECAST_PATH, SENTIMENT_PATH = "/v1/forecast", "/v1/sentiment"
+BODY_VARIANTS = 64
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--duration", type=int, default=10, help="seconds per load phase (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="seconds of unrecorded load after each start")
+    p.add_argument("--workers", type=int, default=2, help="SEQSERVE_WORKERS for the service (default 2)")
+    p.add_argument("--connections", type=_ints, default=[1, 16, 64], metavar="1,16,64", help="single series")
+    p.add_argument("--multi-series", type=int, default=32, help="series per request in the multi phase")
+    p.add_argument("--multi-connections", type=int, default=16)
+    p.add_argument("--sentiment-connections", type=_ints, default=[1, 64], metavar="1,64")
+    p.add_argument("--naive-connections", type=_ints, default=[64], metavar="64")
+    p.add_argument("--context-length", type=int, default=336, help="values per series")
+    p.add_argument("--ceiling-batches", type=_ints, default=[32, 64, 128, 256], metavar="32,64,128,256")
+    p.add_argument("--ceiling-seconds", type=float, default=2.0, help="per batch size and model")
+    p.add_argument("--ceiling-threads", type=int, default=2, help="ORT intra-op threads in process")
+    p.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="model repository")
+    p.add_argument("--forecaster", default="m4-hourly")
+    p.add_argument("--fp32-version", default="1")
+    p.add_argument("--int8-version", default="2")
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="SEQSERVE_X=VALUE",
+        help="extra service setting, repeatable (e.g. SEQSERVE_MAX_QUEUE_DELAY_SECONDS=0.001)",
+    )
+    p.add_argument("--skip", action="append", default=[], choices=["ceiling", "on", "off", "naive"])
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    return p.parse_args(argv)
+
+
+def settings_fields() -> set[str]:
+    """The service's setting names right now: Settings forbids unknown SEQSERVE_* variables."""
+    from service.config import Settings
+
+    return set(Settings.model_fields)
+
+
+def service_env(args: argparse.Namespace, port: int, batching: bool, fields: set[str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSERVE_")}
+    wanted: dict[str, str] = {
+        "model_repository": str(args.models),
+        "host": "127.0.0.1",
+        "port": str(port),
+        "log_level": "warning",
+        "workers": str(args.workers),
+        "batching_enabled": "true" if batching else "false",
+    }
+    for name, value in wanted.items():
+        if name in fields:
+            env[f"SEQSERVE_{name.upper()}"] = value
+    for item in args.service_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("SEQSERVE_") or key[len("SEQSERVE_") :].lower() not in fields:
+            raise SystemExit(f"--service-env {item!r}: not a SEQSERVE_* setting of service/config.py")
+        env[key] = value
+    return env
+
+
+def _meta(args: argparse.Namespace, fields: set[str]) -> dict[str, Any]:
+    cpu_model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    import onnxruntime
+
+    return {
+        "started_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "loadavg_start": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "wrk_version": loadgen.wrk_version(),
+        "commit": _commit(),
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "workers": args.workers if "workers" in fields else "1 (no workers setting)",
+        "context_length": args.context_length,
+        "ceiling_threads": args.ceiling_threads,
+        "service_settings_available": sorted(fields),
+        "argv": sys.argv[1:],
+    }
+
+
+def _commit() -> str | None:
+    """HEAD's commit, read from .git without running git."""
+    git = REPO_ROOT / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).exists():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split()[0]
+    except OSError:
+        return None
+    return None
+
+
+def run_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    contexts = payloads.load_m4_series(args.context_length)
+    for key, version in (("fp32", args.fp32_version), ("int8", args.int8_version)):
+        path = args.models / args.forecaster / version / "model.onnx"
+        if not path.exists():
+            print(f"ceiling {key}: {path} missing, skipped", file=sys.stderr)
+            continue
+        print(f"ceiling {key} ({path}) ...", file=sys.stderr, flush=True)
+        r = ceiling.measure(path, contexts, args.ceiling_batches, args.ceiling_seconds, args.ceiling_threads)
+        results["ceiling"][key] = {**r, "version": f"v{version}"}
+
+
+def load_phase(
+    server: Server,
+    results: dict[str, Any],
+    key: str,
+    label: str,
+    path: str,
+    bodies: Path,
+    connections: int,
+    rows: int,
+    duration: int,
+) -> None:
+    print(f"{label}, {connections} connections ...", file=sys.stderr, flush=True)
+    try:
+        r = loadgen.run_wrk(server.base_url, path, bodies, connections, duration, rows, server.cpu_seconds)
+    except loadgen.LoadGenError as exc:
+        results["phases"][key] = {"label": label, "connections": connections, "error": str(exc)}
+        return
+    results["phases"][key] = {"label": label, "server": server.name, **r}
+
+
+def _check(server: Server, path: str, bodies: Path, rows: int, answer_key: str) -> tuple[bool, Any]:
+    """One request by hand: it must succeed and answer every row."""
+    status, body = server.post_json(path, bodies.read_text().splitlines()[0])
+    ok = status == 200 and isinstance(body, dict) and len(body.get(answer_key, [])) == rows
+    return ok, body if ok else f"HTTP {status}: {str(body)[:500]}"
+
+
+def run_service(
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    work: Path,
+    batching: bool,
+    fields: set[str],
+    files: dict[str, Path],
+) -> None:
+    tag = "on" if batching else "off"
+    if not batching and "batching_enabled" not in fields:
+        results["phases"][f"{tag}_c64"] = {"label": "batching off", "skipped": "no batching_enabled setting"}
+        return
+    port = free_port()
+    env = service_env(args, port, batching, fields)
+    results["service_env"][tag] = {k: v for k, v in env.items() if k.startswith("SEQSERVE_")}
+    server = Server(
+        f"service_{tag}", [sys.executable, "-m", "service"], env, port, work / f"service_{tag}.log"
+    )
+    print(f"starting the service, batching {tag} ...", file=sys.stderr, flush=True)
+    try:
+        server.start()
+        ok, answer = _check(server, FORECAST_PATH, files["single"], 1, "forecasts")
+        if not ok:
+            raise ServerError(f"forecast check failed: {answer}")
+        served = answer["model"]
+        results["served"]["forecast"] = f"{served['name']} v{served['version']}"
+        results["served_forecast_version"][server.name] = served["version"]
+        if args.warmup:
+            loadgen.run_wrk(server.base_url, FORECAST_PATH, files["single"], 16, args.warmup, 1)
+        for c in args.connections:
+            label = f"1 series/req, batching {tag}"
+            load_phase(
+                server, results, f"{tag}_c{c}", label, FORECAST_PATH, files["single"], c, 1, args.duration
+            )
+        if batching:
+            n = args.multi_series
+            load_phase(
+                server,
+                results,
+                f"{tag}_multi",
+                f"{n} series/req, batching {tag}",
+                FORECAST_PATH,
+                files["multi"],
+                args.multi_connections,
+                n,
+                args.duration,
+            )
+            ok, answer = _check(server, SENTIMENT_PATH, files["sentiment"], 1, "results")
+            for c in args.sentiment_connections:
+                key, label = f"sentiment_c{c}", f"sentiment 1 review/req, batching {tag}"
+                if not ok:
+                    results["phases"][key] = {"label": label, "connections": c, "skipped": str(answer)[:300]}
+                    continue
+                results["served"]["sentiment"] = f"{answer['model']['name']} v{answer['model']['version']}"
+                load_phase(
+                    server, results, key, label, SENTIMENT_PATH, files["sentiment"], c, 1, args.duration
+                )
+        results["memory"][f"service_{tag}"] = server.memory()
+    except ServerError as exc:
+        results["phases"][f"{tag}_error"] = {"label": f"service, batching {tag}", "error": str(exc)[-1500:]}
+    finally:
+        server.stop()
+
+
+def run_naive(args: argparse.Namespace, results: dict[str, Any], work: Path, files: dict[str, Path]) -> None:
+    version_dir = args.models / args.forecaster / args.fp32_version
+    if not (version_dir / "torch_state.pt").exists():
+        results["phases"]["naive_c64"] = {"label": "naive", "skipped": f"no {version_dir}/torch_state.pt"}
+        return
+    port = free_port()
+    env = {**os.environ, "NAIVE_MODEL_DIR": str(version_dir), "PYTHONPATH": str(REPO_ROOT)}
+    argv = [sys.executable, "-m", "uvicorn", "benchmarks.naive_app:app", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--log-level", "warning"]
+    server = Server("naive", argv, env, port, work / "naive.log")
+    print("starting the naive baseline ...", file=sys.stderr, flush=True)
+    try:
+        server.start()
+        ok, answer = _check(server, FORECAST_PATH, files["single"], 1, "forecasts")
+        if not ok:
+            raise ServerError(f"naive forecast check failed: {answer}")
+        results["served_forecast_version"][server.name] = answer["model"]["version"]
+        if args.warmup:
+            loadgen.run_wrk(server.base_url, FORECAST_PATH, files["single"], 16, args.warmup, 1)
+        for c in args.naive_connections:
+            label = "naive: torch eager in async def"
+            load_phase(
+                server, results, f"naive_c{c}", label, FORECAST_PATH, files["single"], c, 1, args.duration
+            )
+        results["memory"]["naive"] = server.memory()
+    except ServerError as exc:
+        results["phases"]["naive_error"] = {"label": "naive", "error": str(exc)[-1500:]}
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.models = args.models.resolve()
+    try:
+        loadgen.wrk_binary()
+    except loadgen.LoadGenError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    fields = settings_fields()
+    results: dict[str, Any] = {
+        "meta": _meta(args, fields),
+        "ceiling": {},
+        "phases": {},
+        "served": {},
+        "served_forecast_version": {},
+        "service_env": {},
+        "memory": {},
+    }
+    if results["meta"]["loadavg_start"] > 0.5:
+        print(
+            f"warning: load average {results['meta']['loadavg_start']:.2f}: the machine is busy",
+            file=sys.stderr,
+        )
+    with tempfile.TemporaryDirectory(prefix="seqserve-bench-") as tmp:
+        work = Path(tmp)
+        files = {
+            "single": payloads.write_lines(
+                work / "single.jsonl", payloads.forecast_bodies(args.context_length, 1, BODY_VARIANTS)
+            ),
+            "multi": payloads.write_lines(
+                work / "multi.jsonl",
+                payloads.forecast_bodies(args.context_length, args.multi_series, BODY_VARIANTS),
+            ),
+            "sentiment": payloads.write_lines(
+                work / "sentiment.jsonl", payloads.sentiment_bodies(BODY_VARIANTS)
+            ),
+        }
+        if "ceiling" not in args.skip:
+            run_ceiling(args, results)
+        if "on" not in args.skip:
+            run_service(args, results, work, True, fields, files)
+        if "off" not in args.skip:
+            run_service(args, results, work, False, fields, files)
+        if "naive" not in args.skip:
+            run_naive(args, results, work, files)
+        for key in ("service_on", "service_off", "naive"):
+            log = work / f"{key}.log"
+            if log.exists():
+                results.setdefault("server_log_tails", {})[key] = log.read_text(errors="replace")[-2000:]
+
+    rows = {k: v.get("rows_per_s") for k, v in results["phases"].items()}
+    ceil = report.fp32_ceiling(results)
+    results["ratios"] = {
+        name: value
+        for name, value in {
+            "on/off @64": _div(rows.get("on_c64"), rows.get("off_c64")),
+            "on/naive @64": _div(rows.get("on_c64"), rows.get("naive_c64")),
+            "int8/fp32 ceiling": _div(results["ceiling"].get("int8", {}).get("rows_per_s"), ceil),
+        }.items()
+        if value is not None
+    }
+    results["targets"] = report.targets(results)
+    results["meta"]["loadavg_end"] = os.getloadavg()[0]
+
+    print(report.table(results))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = results["meta"]["started_utc"].replace("-", "").replace(":", "")
+    out = args.results_dir / f"{stamp}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b

@@ -1,0 +1,66 @@
+"""Request bodies built from real data: M4 Hourly series and SST-2 test sentences."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+M4_TRAIN = REPO_ROOT / "training/data/m4/Hourly-train.csv"
+SST_TEST = REPO_ROOT / "training/data/sst2/test_labeled.tsv"
+
+
+def load_m4_rows(path: Path = M4_TRAIN) -> list[tuple[str, list[float]]]:
+    """(id, values) for every series of the M4 wide CSV, in file order."""
+    out = []
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        for row in reader:
+            out.append((row[0], [float(v) for v in row[1:] if v != ""]))
+    return out
+
+
+def load_m4_series(length: int, path: Path = M4_TRAIN) -> np.ndarray:
+    """The last ``length`` values of every series long enough, as FP32 [N, length]."""
+    rows = [values[-length:] for _, values in load_m4_rows(path) if len(values) >= length]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def forecast_bodies(length: int, series_per_request: int, count: int) -> list[str]:
+    """``count`` JSON bodies, each with ``series_per_request`` different real series of ``length`` values."""
+    series = [(sid, v[-length:]) for sid, v in load_m4_rows() if len(v) >= length]
+    bodies = []
+    for i in range(count):
+        chosen = [series[(i * series_per_request + j) % len(series)] for j in range(series_per_request)]
+        body = {"series": [{"id": sid, "values": values} for sid, values in chosen]}
+        bodies.append(json.dumps(body, separators=(",", ":")))
+    return bodies
+
+
+def short_reviews(count: int, min_chars: int = 40, max_chars: int = 120, path: Path = SST_TEST) -> list[str]:
+    """The first ``count`` test sentences of a typical short-review length."""
+    texts = []
+    with path.open(encoding="utf-8") as fh:
+        next(fh)
+        for line in fh:
+            text = line.rstrip("\n").rsplit("\t", 1)[0]
+            if min_chars <= len(text) <= max_chars:
+                texts.append(text)
+            if len(texts) == count:
+                break
+    return texts
+
+
+def sentiment_bodies(count: int) -> list[str]:
+    return [json.dumps({"texts": [t]}, separators=(",", ":")) for t in short_reviews(count)]
+
+
+def write_lines(path: Path, bodies: list[str]) -> Path:
+    if any("\n" in b for b in bodies):
+        raise ValueError("a body spans several lines")
+    path.write_text("\n".join(bodies) + "\n")
+    return path

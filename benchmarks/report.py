@@ -1,0 +1,195 @@
+"""Targets of issue 4, judged on one run's results, and the printed table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MB_PER_WORKER = 250.0
+
+
+def _phase(results: dict[str, Any], key: str) -> dict[str, Any] | None:
+    phase = results.get("phases", {}).get(key)
+    return phase if isinstance(phase, dict) and "rows_per_s" in phase else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _rows(results: dict[str, Any], key: str) -> float | None:
+    phase = _phase(results, key)
+    return None if phase is None else float(phase["rows_per_s"])
+
+
+def fp32_ceiling(results: dict[str, Any]) -> float | None:
+    c = results.get("ceiling", {}).get("fp32")
+    return None if not c else float(c["rows_per_s"])
+
+
+def served_ceilings(results: dict[str, Any]) -> dict[str, float]:
+    """Server name -> in-process ceiling of the forecaster version that server answered with."""
+    by_version = {c["version"]: float(c["rows_per_s"]) for c in results.get("ceiling", {}).values()}
+    out = {}
+    for server, version in results.get("served_forecast_version", {}).items():
+        if f"v{version}" in by_version:
+            out[server] = by_version[f"v{version}"]
+    return out
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured value, the threshold and pass/fail (None: not measured)."""
+    ceiling = fp32_ceiling(results)
+    on64, off64 = _phase(results, "on_c64"), _rows(results, "off_c64")
+    on1 = _phase(results, "on_c1")
+    naive = _rows(results, "naive_c64")
+    multi = _rows(results, "on_multi")
+    workers = [m for m in results.get("memory", {}).get("service_on", []) if m["role"] == "worker"]
+    workers += [m for m in results.get("memory", {}).get("service_off", []) if m["role"] == "worker"]
+    peak = max((m["peak_rss_mb"] for m in workers), default=None)
+
+    def judge(value: float | None, threshold: float, higher_is_better: bool) -> bool | None:
+        if value is None:
+            return None
+        return value >= threshold if higher_is_better else value <= threshold
+
+    on64_frac = _ratio(None if on64 is None else on64["rows_per_s"], ceiling)
+    on64_p99 = None if on64 is None else float(on64["latency_ms"]["p99"])
+    out = [
+        ("1a", "single series, 64 clients: rows/s / fp32 ceiling", on64_frac, 0.45, True, "ratio"),
+        ("1b", "single series, 64 clients: p99 (ms)", on64_p99, 60.0, False, "ms"),
+        ("2", "batching on / off, 64 clients", _ratio(_rows(results, "on_c64"), off64), 1.5, True, "x"),
+        (
+            "3",
+            "1 client: p50 (ms)",
+            None if on1 is None else float(on1["latency_ms"]["p50"]),
+            2.0,
+            False,
+            "ms",
+        ),
+        (
+            "4",
+            "32 series/request, 16 clients: rows/s / fp32 ceiling",
+            _ratio(multi, ceiling),
+            0.75,
+            True,
+            "ratio",
+        ),
+        ("5", "vs naive baseline, 64 clients", _ratio(_rows(results, "on_c64"), naive), 3.0, True, "x"),
+        ("6", "peak RSS per worker (MB)", peak, MB_PER_WORKER, False, "MB"),
+    ]
+    return [
+        {
+            "id": tid,
+            "target": text,
+            "value": value,
+            "threshold": threshold,
+            "op": ">=" if higher else "<=",
+            "unit": unit,
+            "passed": judge(value, threshold, higher),
+        }
+        for tid, text, value, threshold, higher, unit in out
+    ]
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if unit == "ratio":
+        return f"{100 * value:.1f}%"
+    if unit == "x":
+        return f"{value:.2f}x"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [
+        f"seqserve benchmark  {meta['started_utc']}  {meta['cpu_count']} CPUs ({meta['cpu_model']})"
+        f"  load avg at start {meta['loadavg_start']:.2f}  {meta['duration_s']} s per phase"
+        f"  workers {meta['workers']}  wrk {meta['wrk_version']}",
+        "",
+    ]
+    ceiling = fp32_ceiling(results)
+    c = results.get("ceiling", {})
+    if c:
+        lines.append(
+            f"1. In-process ONNX Runtime ceiling: context {meta['context_length']},"
+            f" intra-op threads {meta['ceiling_threads']}, rows/s (median of rounds; best round)"
+        )
+        lines.append(
+            f"   {'model':<22} " + " ".join(f"{'batch ' + str(p['batch']):>16}" for p in c["fp32"]["points"])
+        )
+        for label, key in (
+            ("fp32 " + c["fp32"]["version"], "fp32"),
+            ("int8 " + c.get("int8", {}).get("version", ""), "int8"),
+        ):
+            if key not in c:
+                continue
+            cells = [
+                f"{p['rows_per_s_median']:>7.0f} ({p['rows_per_s_best']:>5.0f})" for p in c[key]["points"]
+            ]
+            best = c[key]
+            lines.append(
+                f"   {label:<22} "
+                + " ".join(f"{cell:>16}" for cell in cells)
+                + f"   ceiling {best['rows_per_s']:.0f} at batch {best['best_batch']}"
+                + f" = {best['rows_per_s'] / c['fp32']['rows_per_s']:.2f}x fp32"
+            )
+        lines.append("")
+
+    header = (
+        f"   {'phase':<36} {'conns':>5} {'req/s':>8} {'rows/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'errors':>6} {'x fp32 ceil':>11} {'x own ceil':>10} {'wrk CPU':>7} {'srv CPU':>7}"
+    )
+    served = results.get("served", {})
+    own_ceiling = served_ceilings(results)
+    lines.append(
+        f"2-5. Service ({served.get('forecast', '?')}, {served.get('sentiment', 'no sentiment model')})"
+        f" and naive baseline; CPU in cores"
+    )
+    lines.append(
+        "   (x own ceil: rows/s over the in-process ceiling of the forecaster version that server used)"
+    )
+    lines.append(header)
+    for key, phase in results.get("phases", {}).items():
+        label = phase.get("label", key)
+        if "rows_per_s" not in phase:
+            lines.append(
+                f"   {label:<36} {phase.get('connections', ''):>5}"
+                f" {phase.get('skipped') or phase.get('error')}"
+            )
+            continue
+        lat = phase["latency_ms"]
+        forecast = phase["path"] == "/v1/forecast"
+        frac = _ratio(phase["rows_per_s"], ceiling) if forecast else None
+        own = _ratio(phase["rows_per_s"], own_ceiling.get(phase.get("server", ""))) if forecast else None
+        srv = phase["server_cpu_cores"]
+        lines.append(
+            f"   {label:<36} {phase['connections']:>5}"
+            f" {phase['requests_per_s']:>8.0f} {phase['rows_per_s']:>8.0f}"
+            f" {lat['p50']:>7.2f} {lat['p99']:>7.2f} {phase['error_count']:>6}"
+            f" {_fmt(frac, 'ratio'):>11} {_fmt(own, 'ratio'):>10} {phase['wrk_cpu_cores']:>7.2f}"
+            f" {'n/a' if srv is None else f'{srv:.2f}':>7}"
+        )
+    ratios = results.get("ratios", {})
+    if ratios:
+        lines.append("   ratios: " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in ratios.items()))
+    lines.append("")
+
+    lines.append("6. Memory after the run (MB = 10^6 bytes): peak RSS (VmHWM) / current RSS")
+    for name, procs in results.get("memory", {}).items():
+        for m in procs:
+            lines.append(
+                f"   {name:<12} {m['role']:<10} pid {m['pid']:<7}"
+                f" peak {m['peak_rss_mb']:7.1f}  now {m['rss_mb']:7.1f}"
+            )
+    lines.append("")
+    lines.append("Targets")
+    for t in results.get("targets", []):
+        verdict = {True: "PASS", False: "FAIL", None: "n/a"}[t["passed"]]
+        threshold = _fmt(t["threshold"], t["unit"])
+        lines.append(
+            f"   {t['id']:<3} {t['target']:<54} {_fmt(t['value'], t['unit']):>9}"
+            f" {t['op']} {threshold:<7} {verdict}"
+        )
+    return "\n".join(lines)

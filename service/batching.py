@@ -1,0 +1,251 @@
+"""Dynamic micro-batching: one batcher per model coalesces rows from concurrent requests.
+
+How a batch forms:
+* **Idle bypass.** When nothing is queued or running, the first request runs at once: a quiet
+  service pays no timer.
+* **Natural coalescing.** While a batch runs in the worker thread, new requests queue up; the
+  next batch takes them all (up to ``max_batch_size`` rows), so batch size follows load.
+* **Bounded wait.** When requests are already queued, the batcher waits at most
+  ``max_queue_delay_seconds`` after the oldest one arrived for the batch to fill.
+
+Rows only share a batch when their shapes agree, except along axes the task declares paddable
+(sentiment ``input_ids``, whose graph masks padding). Forecast rows of different lengths go to
+different batches, so no answer changes. A request larger than ``max_batch_size`` is split into
+chunks and reassembled in order. A failure of one ``session.run`` reaches exactly the requests
+whose rows were in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.exceptions import QueueFullError
+
+logger = logging.getLogger(__name__)
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+class BatchObserver(Protocol):
+    """Where the batcher reports what it does (metrics); kept abstract so batching stays testable."""
+
+    def queue_rows(self, rows: int) -> None: ...
+
+    def batch_done(self, rows: int, queue_wait_seconds: list[float], inference_seconds: float) -> None: ...
+
+    def rejected(self, reason: str) -> None: ...
+
+
+class NullObserver:
+    def queue_rows(self, rows: int) -> None:
+        pass
+
+    def batch_done(self, rows: int, queue_wait_seconds: list[float], inference_seconds: float) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class _Item:
+    feeds: Arrays
+    rows: int
+    key: Hashable
+    future: asyncio.Future[Arrays]
+    # True when nothing was queued or running as this arrived: the start of a quiet period.
+    arrived_idle: bool = False
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def row_count(feeds: Mapping[str, np.ndarray[Any, Any]]) -> int:
+    counts = {name: array.shape[0] for name, array in feeds.items()}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise ValueError(f"feeds must share a non-zero number of rows, got {counts}")
+    return int(next(iter(counts.values())))
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        run_batch: Callable[[Arrays], Arrays],
+        *,
+        max_batch_size: int,
+        max_queue_delay_seconds: float,
+        max_queue_rows: int,
+        pad_values: Mapping[str, int | float] | None = None,
+        observer: BatchObserver | None = None,
+        label: str = "model",
+    ) -> None:
+        self._run_batch = run_batch
+        self._max_batch = max_batch_size
+        self._max_delay = max_queue_delay_seconds
+        self._max_queue_rows = max_queue_rows
+        self._pad_values = dict(pad_values or {})
+        self._observer = observer or NullObserver()
+        self._label = label
+        self._queue: deque[_Item] = deque()
+        self._queued_rows = 0
+        # One thread per model: batches of a model run one at a time, which is what makes the
+        # next batch grow while the current one runs; ORT parallelises inside the batch.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{label}")
+        self._wakeup: asyncio.Event | None = None
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    async def submit(self, feeds: Arrays) -> Arrays:
+        """Run these rows (in as many batches as needed) and return their outputs in order."""
+        rows = row_count(feeds)
+        if self._queued_rows + rows > self._max_queue_rows:
+            self._observer.rejected("queue_full")
+            raise QueueFullError(
+                f"{self._label}: queue holds {self._queued_rows} rows; {rows} more would pass "
+                f"max_queue_rows={self._max_queue_rows}"
+            )
+        self._ensure_running()
+        key = self._key(feeds)
+        loop = asyncio.get_running_loop()
+        items = [
+            _Item({k: v[s : s + self._max_batch] for k, v in feeds.items()}, min(self._max_batch, rows - s),
+                  key, loop.create_future())
+            for s in range(0, rows, self._max_batch)
+        ]  # fmt: skip
+        if not self._queue and not self._busy:
+            # The whole request counts as the start of a quiet period: its tail chunk must not wait
+            # for the timer behind its own head.
+            for item in items:
+                item.arrived_idle = True
+        self._queue.extend(items)
+        self._queued_rows += rows
+        self._observer.queue_rows(self._queued_rows)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        try:
+            parts = [await item.future for item in items]
+        finally:
+            # On timeout or error, queued siblings must not run for nobody.
+            for item in items:
+                item.future.cancel()
+        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _key(self, feeds: Arrays) -> Hashable:
+        # Rows can share a batch when every non-paddable input agrees on its per-row shape.
+        return tuple(
+            (name, array.ndim if name in self._pad_values else array.shape[1:])
+            for name, array in sorted(feeds.items())
+        )
+
+    def _ensure_running(self) -> None:
+        # A batcher outlives event loops in tests (one loop per test client); rebind to the current one.
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._wakeup = asyncio.Event()
+            self._queue.clear()
+            self._queued_rows = 0
+            self._busy = False
+            self._task = loop.create_task(self._loop(), name=f"batcher-{self._label}")
+
+    async def _loop(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if not self._queue[0].arrived_idle:
+                await self._wait_to_fill()
+            batch = self._take()
+            if not batch:
+                continue
+            self._busy = True
+            started = time.perf_counter()
+            waits = [started - item.enqueued for item in batch]
+            feeds = self._collate(batch)
+            try:
+                out = await loop.run_in_executor(self._executor, self._run_batch, feeds)
+            except Exception as exc:  # fan the failure out to exactly this batch's requests
+                logger.warning("%s: batch of %d rows failed: %r", self._label, len(batch), exc)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            finally:
+                self._busy = False
+                self._observer.queue_rows(self._queued_rows)
+            self._observer.batch_done(sum(i.rows for i in batch), waits, time.perf_counter() - started)
+            offset = 0
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})
+                offset += item.rows
+
+    async def _wait_to_fill(self) -> None:
+        assert self._wakeup is not None
+        deadline = self._queue[0].enqueued + self._max_delay
+        while self._queued_rows < self._max_batch:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        """Oldest live item's key decides the batch; same-key items join in FIFO order while they fit."""
+        batch: list[_Item] = []
+        rest: deque[_Item] = deque()
+        key: Hashable = None
+        rows = 0
+        while self._queue:
+            item = self._queue.popleft()
+            if item.future.done():  # cancelled by a timeout or a failed sibling chunk
+                self._queued_rows -= item.rows
+                continue
+            if not batch:
+                key = item.key
+            if item.key == key and rows + item.rows <= self._max_batch:
+                batch.append(item)
+                rows += item.rows
+                self._queued_rows -= item.rows
+            else:
+                rest.append(item)
+                if rows >= self._max_batch:
+                    break
+        rest.extend(self._queue)
+        self._queue = rest
+        return batch
+
+    def _collate(self, batch: list[_Item]) -> Arrays:
+        if len(batch) == 1:
+            return batch[0].feeds
+        feeds: Arrays = {}
+        for name in batch[0].feeds:
+            arrays = [item.feeds[name] for item in batch]
+            if name in self._pad_values and len({a.shape[1] for a in arrays}) > 1:
+                width = max(a.shape[1] for a in arrays)
+                arrays = [
+                    np.pad(a, [(0, 0), (0, width - a.shape[1])], constant_values=self._pad_values[name])
+                    for a in arrays
+                ]
+            feeds[name] = np.concatenate(arrays)
+        return feeds

@@ -1,0 +1,157 @@
+"""Sentiment task: text validation, tokenization with the model's own tokenizer.json, labels. No HTTP here.
+
+The tokenizer file ships beside the graph and is checksummed by the manifest, so the service tokenizes
+exactly as training did. The only rule reproduced by hand is the manifest's encoding rule: keep the
+first ``max_tokens`` ids, send each row's length, right-pad with ``pad_id``. The graph masks padding,
+so a text's answer does not depend on what else is in its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tokenizers import Tokenizer
+
+from service import metrics
+from service.config import Settings
+from service.exceptions import ErrorDetail, InvalidInputError
+from service.inference import ModelRunner
+from service.manifest import ManifestError, ModelManifest
+
+WARM_UP_TEXTS = ("a gripping , funny and moving film .", "dull .")
+
+
+class SentimentParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    labels: Annotated[list[str], Field(min_length=2)]
+    max_tokens: Annotated[int, Field(gt=0)]
+    tokenizer: str
+    pad_id: Annotated[int, Field(ge=0)]
+    truncation: Literal["keep_first"]
+    padding: Literal["right"]
+
+
+@dataclass(frozen=True)
+class SentimentResult:
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    truncated: bool
+    tokens_used: int
+
+
+class SentimentHandler:
+    task = "sentiment"
+
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        params: SentimentParameters,
+        tokenizer: Tokenizer,
+        runner: ModelRunner,
+        settings: Settings,
+    ) -> None:
+        self.manifest = manifest
+        self.params = params
+        metrics.register_sentiment_model(manifest.name, params.labels)
+        self._tokenizer = tokenizer
+        self._runner = runner
+        self._ids_name, self._lengths_name = (spec.name for spec in manifest.inputs)
+        self._output_name = manifest.outputs[0].name
+        self._max_texts = settings.max_texts_per_request
+        self._max_chars = settings.max_text_chars
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings, version_dir: Path
+    ) -> SentimentHandler:
+        try:
+            params = SentimentParameters.model_validate(manifest.parameters)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ManifestError(f"invalid sentiment parameters: {problems}") from exc
+        specs = [(s.datatype, len(s.shape)) for s in manifest.inputs]
+        if specs != [("INT64", 2), ("INT64", 1)]:
+            raise ManifestError(
+                f"sentiment inputs must be INT64 ids [B, T] and INT64 lengths [B], got {specs}"
+            )
+        out = manifest.outputs
+        if len(out) != 1 or out[0].datatype != "FP32" or out[0].shape[1:] != [len(params.labels)]:
+            raise ManifestError(f"sentiment output must be FP32 [B, {len(params.labels)}] probabilities")
+        if params.tokenizer not in manifest.files:
+            raise ManifestError(f"tokenizer {params.tokenizer!r} is not listed (and checksummed) in files")
+        tokenizer = Tokenizer.from_file(str(version_dir / params.tokenizer))
+        # The graph masks right-padding of input_ids, so texts of any length may share a batch.
+        runner.set_paddable({manifest.inputs[0].name: params.pad_id})
+        return cls(manifest, params, tokenizer, runner, settings)
+
+    @property
+    def public_parameters(self) -> dict[str, Any]:
+        return self.params.model_dump()
+
+    def warm_up(self) -> None:
+        probs = self._runner.run_sync(self._encode(self._tokenizer.encode_batch(list(WARM_UP_TEXTS)))[0])
+        if not np.isfinite(probs[self._output_name]).all():
+            raise ManifestError("warm-up produced non-finite probabilities")
+
+    async def classify(self, texts: Sequence[str]) -> list[SentimentResult]:
+        self._validate(texts)
+        # Tokenizing a full request of long texts takes milliseconds; keep it off the event loop.
+        encodings = await anyio.to_thread.run_sync(self._tokenizer.encode_batch, list(texts))
+        empty = [ErrorDetail(("texts", i), "text has no tokens after normalization") for i, e in
+                 enumerate(encodings) if not e.ids]  # fmt: skip
+        if empty:
+            raise InvalidInputError("some texts contain nothing the tokenizer can read", empty)
+        feeds, lengths, full_lengths = self._encode(encodings)
+        probs = (await self._runner.run(feeds))[self._output_name]
+        labels = self.params.labels
+        results = []
+        for row, used, full in zip(probs.astype(np.float64), lengths, full_lengths, strict=True):
+            best = int(row.argmax())
+            results.append(
+                SentimentResult(
+                    label=labels[best],
+                    score=float(row[best]),
+                    probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
+                    truncated=full > used,
+                    tokens_used=int(used),
+                )
+            )
+        metrics.count_sentiment_labels(self.manifest.name, (r.label for r in results))
+        return results
+
+    def _validate(self, texts: Sequence[str]) -> None:
+        errors: list[ErrorDetail] = []
+        if not texts:
+            errors.append(ErrorDetail(("texts",), "at least one text is required"))
+        if len(texts) > self._max_texts:
+            errors.append(
+                ErrorDetail(("texts",), f"at most {self._max_texts} texts per request, got {len(texts)}")
+            )
+        for i, text in enumerate(texts):
+            if not text.strip():
+                errors.append(ErrorDetail(("texts", i), "text is empty or whitespace only"))
+            elif len(text) > self._max_chars:
+                errors.append(ErrorDetail(("texts", i), f"{len(text)} characters; at most {self._max_chars}"))
+        if errors:
+            raise InvalidInputError("the request does not fit this model", errors)
+
+    def _encode(
+        self, encodings: Sequence[Any]
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], list[int], list[int]]:
+        """Apply the manifest's rule: keep the first max_tokens ids, right-pad with pad_id, send lengths."""
+        kept = [e.ids[: self.params.max_tokens] for e in encodings]
+        width = max([1, *map(len, kept)])
+        ids = np.full((len(kept), width), self.params.pad_id, dtype=np.int64)
+        for row, seq in enumerate(kept):
+            ids[row, : len(seq)] = seq
+        lengths = [len(seq) for seq in kept]
+        feeds = {self._ids_name: ids, self._lengths_name: np.asarray(lengths, dtype=np.int64)}
+        return feeds, lengths, [len(e.ids) for e in encodings]

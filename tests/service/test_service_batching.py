@@ -1,0 +1,179 @@
+"""The micro-batcher on its own: flush on size and time, idle bypass, order, backpressure, error fan-out.
+
+The model here is a plain row-wise numpy function that records the batches it sees (the batcher is the
+thing under test); tests/service/test_service_batching_models.py runs the real ONNX models through it.
+"""
+
+import asyncio
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.batching import MicroBatcher
+from service.exceptions import QueueFullError
+
+Arrays = dict[str, np.ndarray]
+
+
+class RecordingModel:
+    """Row-wise y = 2x + row-sum; optionally holds the first batch until released."""
+
+    def __init__(self, hold_first: bool = False, poison: float | None = None) -> None:
+        self.batches: list[int] = []
+        self.release = threading.Event()
+        if not hold_first:
+            self.release.set()
+        self.started = threading.Event()
+        self.poison = poison
+
+    def __call__(self, feeds: Arrays) -> Arrays:
+        self.batches.append(feeds["x"].shape[0])
+        self.started.set()
+        self.release.wait(timeout=30)
+        if self.poison is not None and (feeds["x"] == self.poison).any():
+            raise RuntimeError("poisoned batch")
+        x = feeds["x"]
+        return {"y": 2 * x + x.sum(axis=1, keepdims=True)}
+
+
+def _batcher(model: RecordingModel, **kw: Any) -> MicroBatcher:
+    opts = {"max_batch_size": 4, "max_queue_delay_seconds": 60.0, "max_queue_rows": 1000} | kw
+    return MicroBatcher(model, label="test", **opts)
+
+
+def _rows(*values: float, width: int = 3) -> Arrays:
+    return {"x": np.array([[v] * width for v in values], dtype=np.float32)}
+
+
+async def _hold_then(model: RecordingModel, batcher: MicroBatcher, then: list[Arrays]) -> list[Arrays]:
+    """Occupy the batcher with one request, queue `then` behind it, release, return all answers."""
+    first = asyncio.ensure_future(batcher.submit(_rows(-1.0)))
+    await asyncio.get_running_loop().run_in_executor(None, model.started.wait, 5)
+    rest = [asyncio.ensure_future(batcher.submit(f)) for f in then]
+    await asyncio.sleep(0)
+    model.release.set()
+    return [await first, *[await r for r in rest]]
+
+
+def test_idle_batcher_runs_the_first_request_without_waiting_for_the_timer():
+    model = RecordingModel()
+    batcher = _batcher(model, max_queue_delay_seconds=3600.0)
+
+    async def go() -> Arrays:
+        # If the idle request waited for the one-hour timer, wait_for would give up.
+        return await asyncio.wait_for(batcher.submit(_rows(1.0)), timeout=10)
+
+    out = asyncio.run(go())
+    assert model.batches == [1]
+    np.testing.assert_array_equal(out["y"], [[5.0, 5.0, 5.0]])
+
+
+def test_queued_rows_flush_when_the_batch_is_full_not_on_the_timer():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model, max_batch_size=4, max_queue_delay_seconds=3600.0)
+    answers = asyncio.run(asyncio.wait_for(_hold_then(model, batcher, [_rows(i) for i in range(8)]), 20))
+    assert model.batches == [1, 4, 4]
+    assert [float(a["y"][0, 0]) for a in answers[1:]] == [2 * i + 3 * i for i in range(8)]
+
+
+def test_a_partial_batch_flushes_when_the_oldest_row_has_waited_max_delay():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model, max_batch_size=100, max_queue_delay_seconds=0.05)
+    asyncio.run(asyncio.wait_for(_hold_then(model, batcher, [_rows(1), _rows(2), _rows(3)]), 20))
+    # Three rows can never fill a batch of 100: only the timer can have sent them.
+    assert model.batches == [1, 3]
+
+
+def test_large_request_is_split_across_batches_and_reassembled_in_order():
+    model = RecordingModel()
+    batcher = _batcher(model, max_batch_size=3)
+    values = np.arange(10, dtype=np.float32)
+    out = asyncio.run(batcher.submit(_rows(*values, width=2)))
+    assert sorted(model.batches) == [1, 3, 3, 3]
+    np.testing.assert_array_equal(out["y"][:, 0], 2 * values + 2 * values)
+
+
+def test_rows_of_different_shapes_never_share_a_batch():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model, max_batch_size=10, max_queue_delay_seconds=0.01)
+    answers = asyncio.run(
+        asyncio.wait_for(
+            _hold_then(model, batcher, [_rows(1, width=2), _rows(2, width=5), _rows(3, width=2)]), 20
+        )
+    )
+    assert model.batches == [1, 2, 1]
+    assert answers[2]["y"].shape == (1, 5)
+    assert float(answers[2]["y"][0, 0]) == 2 * 2 + 5 * 2
+
+
+def test_paddable_inputs_are_padded_to_share_a_batch():
+    model = RecordingModel(hold_first=True)
+    batcher = MicroBatcher(
+        model, max_batch_size=10, max_queue_delay_seconds=0.01, max_queue_rows=100, pad_values={"x": 0.0}
+    )
+    answers = asyncio.run(
+        asyncio.wait_for(_hold_then(model, batcher, [_rows(1, width=2), _rows(2, width=5)]), 20)
+    )
+    assert model.batches == [1, 2]
+    # The row padded with zeros keeps its sum, so this model's answer does not change.
+    assert float(answers[1]["y"][0, 0]) == 2 * 1 + 2 * 1
+
+
+def test_backpressure_rejects_beyond_max_queue_rows():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model, max_queue_rows=5)
+
+    async def go() -> None:
+        first = asyncio.ensure_future(batcher.submit(_rows(1)))
+        await asyncio.get_running_loop().run_in_executor(None, model.started.wait, 5)
+        queued = asyncio.ensure_future(batcher.submit(_rows(1, 2, 3, 4)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="max_queue_rows=5"):
+            await batcher.submit(_rows(1, 2))
+        model.release.set()
+        await first
+        await queued
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+
+
+def test_an_error_reaches_exactly_the_requests_in_the_failing_batch():
+    model = RecordingModel(hold_first=True, poison=666.0)
+    batcher = _batcher(model, max_batch_size=2)
+
+    async def go() -> list[Any]:
+        first = asyncio.ensure_future(batcher.submit(_rows(1)))
+        await asyncio.get_running_loop().run_in_executor(None, model.started.wait, 5)
+        # Batches after the held one: [10, 666] fails together, [20, 30] succeeds.
+        rest = [asyncio.ensure_future(batcher.submit(_rows(v))) for v in (10, 666, 20, 30)]
+        await asyncio.sleep(0)
+        model.release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    results = asyncio.run(asyncio.wait_for(go(), 20))
+    assert model.batches == [1, 2, 2]
+    assert [isinstance(r, RuntimeError) for r in results] == [False, True, True, False, False]
+    assert float(results[3]["y"][0, 0]) == 2 * 20 + 3 * 20
+
+
+def test_a_timed_out_request_is_dropped_from_the_queue():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model, max_batch_size=10, max_queue_delay_seconds=0.0)
+
+    async def go() -> None:
+        first = asyncio.ensure_future(batcher.submit(_rows(1)))
+        await asyncio.get_running_loop().run_in_executor(None, model.started.wait, 5)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.submit(_rows(2, 3)), timeout=0.01)
+        kept = asyncio.ensure_future(batcher.submit(_rows(4)))
+        await asyncio.sleep(0)
+        model.release.set()
+        await first
+        assert float((await kept)["y"][0, 0]) == 2 * 4 + 3 * 4
+        assert batcher.queued_rows == 0
+
+    asyncio.run(asyncio.wait_for(go(), 20))
+    # The abandoned rows never reached the model.
+    assert model.batches == [1, 1]

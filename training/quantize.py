@@ -1,0 +1,467 @@
+"""``python -m training quantize SRC --out DST``: an int8 variant of a committed model version.
+
+The fp32 ``model.onnx`` of SRC goes through ``onnxruntime.quantization.quantize_dynamic`` (int8
+weights; activations quantized to uint8 at run time). Several settings are tried: weight type
+QInt8/QUInt8, per-channel on/off, and the scope (every op the quantizer supports, or the LSTMs
+only). The winner is the one whose outputs stay closest to the fp32 graph on real *unlabelled*
+inputs (training series for the forecaster, ``glue_dev`` texts for the sentiment model), so no
+test label takes part in the choice. Then, in DST:
+
+- ``model.onnx`` (int8) and the other artifacts of SRC except ``model.onnx`` and ``*.pt``;
+- ``model.json``: the SRC manifest with a new ``version``, a ``quantization`` block (settings,
+  candidates, source version and sha256), ``evaluation`` re-measured on the int8 graph with the same
+  code that scored SRC, ``parity`` against the fp32 graph, ``batch_invariance``, and a
+  ``quality_gate``; ``default`` at the top level is the gate's verdict and batch invariance within
+  1e-5 (policy "quality+batch-invariance", the default), or the gate's verdict alone with
+  ``--default-policy quality``.
+
+Gates (issue 4): forecaster OWA <= 1.01 x fp32 OWA; sentiment test_labeled accuracy >= fp32 - 0.3
+points. The fp32 side of each gate is the number recorded in the SRC manifest.
+
+Dynamic quantization picks one activation scale per tensor, i.e. per *batch*: an int8 model's answer
+for a row depends slightly on the other rows of its batch. ``batch_invariance`` records how much.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from training.export import ort_session
+from training.forecast_eval import evaluate_forecaster
+from training.forecast_pipeline import load_dataset
+from training.manifest import sha256_file, write_manifest
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+METHOD = "onnxruntime.quantization.quantize_dynamic"
+WEIGHT_TYPES = ("QInt8", "QUInt8")
+# Scope name -> op types handed to the quantizer (None: every op type it supports).
+SCOPES: dict[str, tuple[str, ...] | None] = {"all": None, "lstm": ("LSTM",)}
+# Ops that only exist in a graph the quantizer has rewritten.
+QUANTIZED_OPS = frozenset(
+    {
+        "DynamicQuantizeLSTM",
+        "DynamicQuantizeLinear",
+        "DynamicQuantizeMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "QLinearMatMul",
+        "QLinearConv",
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
+)
+FORECAST_OWA_FACTOR = 1.01
+SENTIMENT_ACCURACY_POINTS = 0.3
+FIDELITY_BATCH = 64
+# A row's answer alone vs inside a batch; the micro-batcher's own tests hold fp32 models to 1e-5.
+BATCH_INVARIANCE_RTOL = 1e-5
+# How the manifest's top-level "default" follows from the checks.
+DEFAULT_POLICIES = {
+    "quality": "default = quality_gate.passed",
+    "quality+batch-invariance": "default = quality_gate.passed and batch_invariance.passed",
+}
+# Top-level manifest keys that describe the source artifact itself, so are not copied from it.
+_NOT_INHERITED = frozenset(
+    {"schema_version", "files", "parity", "default", "default_policy", "quantization", "quality_gate"}
+    | {"batch_invariance"}
+)
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    weight_type: str  # a QuantType member name: "QInt8" or "QUInt8"
+    per_channel: bool
+    scope: str  # a key of SCOPES
+
+    @property
+    def label(self) -> str:
+        return f"{self.weight_type}/{'per-channel' if self.per_channel else 'per-tensor'}/{self.scope}"
+
+
+def candidates(
+    weight_types: Sequence[str] = WEIGHT_TYPES,
+    per_channel: Sequence[bool] = (False, True),
+    scopes: Sequence[str] = tuple(SCOPES),
+) -> list[Candidate]:
+    """Every combination, in a fixed order (the first one wins ties)."""
+    return [Candidate(w, p, s) for s in scopes for w in weight_types for p in per_channel]
+
+
+@contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """quantize_dynamic logs a 'consider pre-processing' warning on the root logger every call."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def quantize_file(src: Path, dst: Path, cand: Candidate) -> None:
+    if cand.weight_type not in WEIGHT_TYPES or cand.scope not in SCOPES:
+        raise ValueError(f"unknown candidate {cand}")
+    ops = SCOPES[cand.scope]
+    with _quiet_quantizer():
+        quantize_dynamic(
+            src,
+            dst,
+            op_types_to_quantize=list(ops) if ops is not None else None,
+            per_channel=cand.per_channel,
+            reduce_range=False,
+            weight_type=QuantType[cand.weight_type],
+        )
+
+
+def graph_ops(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def _run(sess: ort.InferenceSession, feeds: Feeds) -> np.ndarray:
+    return np.asarray(sess.run(None, feeds)[0], dtype=np.float64)
+
+
+def relative_l1(ref_path: Path, got_path: Path, feeds: list[Feeds]) -> float:
+    """sum |got - ref| / sum |ref| over every output of every batch: 0 means identical outputs."""
+    ref_sess, got_sess = ort_session(ref_path), ort_session(got_path)
+    num, den = 0.0, 0.0
+    for f in feeds:
+        ref = _run(ref_sess, f)
+        num += float(np.abs(_run(got_sess, f) - ref).sum())
+        den += float(np.abs(ref).sum())
+    return num / max(den, 1e-30)
+
+
+def _diff(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """Same definition as training.export.parity: relative to max(|ref|, 1e-6 * max|ref|)."""
+    diff = np.abs(ref - got)
+    floor = max(1e-6 * float(np.abs(ref).max()), 1e-12)
+    return {
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float((diff / np.maximum(np.abs(ref), floor)).max()),
+        "mean_rel_l1": float(diff.sum() / max(float(np.abs(ref).sum()), 1e-30)),
+    }
+
+
+def parity_vs_reference(
+    ref_path: Path, got_path: Path, cases: list[tuple[str, Feeds]], reference: str
+) -> dict[str, object]:
+    ref_sess, got_sess = ort_session(ref_path), ort_session(got_path)
+    per_case = {name: _diff(_run(ref_sess, f), _run(got_sess, f)) for name, f in cases}
+    return {
+        "reference": reference,
+        "max_abs_diff": max(c["max_abs_diff"] for c in per_case.values()),
+        "max_rel_diff": max(c["max_rel_diff"] for c in per_case.values()),
+        "cases": per_case,
+    }
+
+
+def _split_rows(feeds: Feeds) -> list[Feeds]:
+    batch = len(next(iter(feeds.values())))
+    return [{k: v[i : i + 1] for k, v in feeds.items()} for i in range(batch)]
+
+
+def batch_invariance(path: Path, feeds: Feeds, trim: bool = False) -> dict[str, float]:
+    """Each row alone vs the same row inside ``feeds`` (one batch): how much the neighbours matter.
+
+    ``trim`` cuts a lone row's right padding to its ``lengths`` (sentiment), as a solo request would.
+    """
+    sess = ort_session(path)
+    together = _run(sess, feeds)
+    rows = _split_rows(feeds)
+    if trim:
+        rows = [
+            {"input_ids": r["input_ids"][:, : int(r["lengths"][0])], "lengths": r["lengths"]} for r in rows
+        ]
+    alone = np.concatenate([_run(sess, r) for r in rows])
+    return {k: v for k, v in _diff(alone, together).items() if k != "mean_rel_l1"}
+
+
+class TaskAdapter(Protocol):
+    def fidelity_feeds(self) -> list[Feeds]: ...
+
+    def parity_cases(self) -> list[tuple[str, Feeds]]: ...
+
+    def invariance_feeds(self) -> tuple[Feeds, bool]: ...
+
+    def evaluate(self, version_dir: Path) -> dict[str, object]: ...
+
+    def gate(self, fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, object]: ...
+
+
+def forecast_gate(fp32_owa: float, int8_owa: float) -> dict[str, object]:
+    threshold = round(FORECAST_OWA_FACTOR * fp32_owa, 6)
+    return {
+        "metric": "owa",
+        "split": "test",
+        "rule": f"int8 OWA <= {FORECAST_OWA_FACTOR} x fp32 OWA",
+        "fp32": fp32_owa,
+        "int8": int8_owa,
+        "threshold": threshold,
+        "passed": bool(int8_owa <= threshold),
+    }
+
+
+def sentiment_gate(fp32_accuracy: float, int8_accuracy: float) -> dict[str, object]:
+    threshold = round(fp32_accuracy - SENTIMENT_ACCURACY_POINTS, 2)
+    return {
+        "metric": "accuracy",
+        "split": "test_labeled",
+        "rule": f"int8 accuracy >= fp32 accuracy - {SENTIMENT_ACCURACY_POINTS} points",
+        "fp32": fp32_accuracy,
+        "int8": int8_accuracy,
+        "threshold": threshold,
+        "passed": bool(int8_accuracy >= threshold),
+    }
+
+
+class ForecastTask:
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.params: dict[str, Any] = manifest["parameters"]
+        train_csv, test_csv, fmt = forecast_data_files(manifest)
+        _, self.train, self.test = load_dataset(train_csv, test_csv, fmt, self.params["horizon"])
+
+    def _contexts(self, length: int) -> np.ndarray:
+        return np.stack([s[-length:] for s in self.train]).astype(np.float32)
+
+    def fidelity_feeds(self) -> list[Feeds]:
+        feeds = []
+        for length in (self.params["min_context_length"], self.params["context_length"]):
+            rows = self._contexts(length)
+            feeds += [{"values": rows[s : s + FIDELITY_BATCH]} for s in range(0, len(rows), FIDELITY_BATCH)]
+        return feeds
+
+    def parity_cases(self) -> list[tuple[str, Feeds]]:
+        """As the fp32 export's parity: real series at batch 1, 7, 64, minimum and maximum length."""
+        cases = []
+        for batch in (1, 7, 64):
+            for length in (self.params["min_context_length"], self.params["context_length"]):
+                cases.append((f"batch{batch}_len{length}", {"values": self._contexts(length)[:batch]}))
+        return cases
+
+    def invariance_feeds(self) -> tuple[Feeds, bool]:
+        return {"values": self._contexts(self.params["context_length"])[:FIDELITY_BATCH]}, False
+
+    def evaluate(self, version_dir: Path) -> dict[str, object]:
+        p = self.params
+        return evaluate_forecaster(
+            version_dir / "model.onnx",
+            self.train,
+            self.test,
+            list(p["quantiles"]),
+            p["context_length"],
+            p["season_length"],
+        )
+
+    def gate(self, fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, object]:
+        return forecast_gate(float(fp32["model"]["owa"]), float(int8["model"]["owa"]))
+
+
+def forecast_data_files(manifest: dict[str, Any]) -> tuple[Path, Path | None, str]:
+    """The train (and test) files the manifest records, checked against their recorded sha256."""
+    training = manifest["training"]
+    paths = []
+    for entry in training["data"]:
+        if isinstance(entry, dict):
+            path = REPO_ROOT / entry["path"]
+            if sha256_file(path) != entry["sha256"]:
+                raise ValueError(f"{path} differs from the data {manifest['name']} was scored on")
+        else:
+            path = Path(entry)
+        paths.append(path)
+    return paths[0], (paths[1] if len(paths) > 1 else None), str(training.get("data_format", "m4"))
+
+
+class SentimentTask:
+    def __init__(self, manifest: dict[str, Any], src_dir: Path) -> None:
+        from tokenizers import Tokenizer
+
+        from training import sentiment_pipeline as sp
+        from training.sentiment_train import read_tsv
+        from training.text import encode_padded
+
+        self.max_tokens: int = manifest["parameters"]["max_tokens"]
+        tok = Tokenizer.from_file(str(src_dir / manifest["parameters"]["tokenizer"]))
+        dev_texts, _ = read_tsv(sp.SST_DEV)
+        test_texts, _ = read_tsv(sp.SST_TEST)
+        self._fidelity: list[Feeds] = []
+        for s in range(0, len(dev_texts), FIDELITY_BATCH):
+            ids, lengths = encode_padded(tok, dev_texts[s : s + FIDELITY_BATCH], self.max_tokens)
+            self._fidelity.append({"input_ids": ids, "lengths": lengths})
+        self._parity = sp.parity_cases(sp.encode_rows(tok, test_texts, self.max_tokens), self.max_tokens)
+        ids, lengths = encode_padded(tok, test_texts[:FIDELITY_BATCH], self.max_tokens)
+        self._invariance: Feeds = {"input_ids": ids, "lengths": lengths}
+
+    def fidelity_feeds(self) -> list[Feeds]:
+        return self._fidelity
+
+    def parity_cases(self) -> list[tuple[str, Feeds]]:
+        return self._parity
+
+    def invariance_feeds(self) -> tuple[Feeds, bool]:
+        return self._invariance, True
+
+    def evaluate(self, version_dir: Path) -> dict[str, object]:
+        from training.sentiment_pipeline import evaluate_onnx
+
+        return evaluate_onnx(version_dir, self.max_tokens)
+
+    def gate(self, fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, object]:
+        fp32_acc, int8_acc = fp32["test_labeled"]["accuracy"], int8["test_labeled"]["accuracy"]
+        return sentiment_gate(float(fp32_acc), float(int8_acc))
+
+
+def task_adapter(manifest: dict[str, Any], src_dir: Path) -> TaskAdapter:
+    if manifest["task"] == "forecast":
+        return ForecastTask(manifest)
+    if manifest["task"] == "sentiment":
+        return SentimentTask(manifest, src_dir)
+    raise ValueError(f"no quality gate defined for task {manifest['task']!r}")
+
+
+def _check_source(src_dir: Path, manifest: dict[str, Any]) -> None:
+    for name, meta in manifest["files"].items():
+        if sha256_file(src_dir / name) != meta["sha256"]:
+            raise ValueError(f"{src_dir / name}: sha256 differs from {src_dir / 'model.json'}")
+
+
+def _prepare_out(out: Path, force: bool) -> int:
+    if not out.name.isdigit():
+        raise ValueError(f"{out}: the version folder must be named by an integer")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"{out} is not empty (use --force to replace it)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return int(out.name)
+
+
+def choose(
+    src_onnx: Path, feeds: list[Feeds], cands: Sequence[Candidate], work: Path
+) -> tuple[Candidate, list[dict[str, object]]]:
+    """Quantize with every candidate; keep the one closest to fp32 (first one on ties)."""
+    scored: list[tuple[float, Candidate]] = []
+    report: list[dict[str, object]] = []
+    for i, cand in enumerate(cands):
+        path = work / f"candidate{i}.onnx"
+        quantize_file(src_onnx, path, cand)
+        err = relative_l1(src_onnx, path, feeds)
+        log.info("candidate %-28s relative L1 vs fp32 %.3e", cand.label, err)
+        scored.append((err, cand))
+        report.append({**asdict(cand), "relative_l1_vs_fp32": err})
+    best = min(scored, key=lambda sc: sc[0])[1]
+    return best, report
+
+
+def quantize_version(
+    src_dir: Path,
+    out: Path,
+    cands: Sequence[Candidate] | None = None,
+    force: bool = False,
+    default_policy: str = "quality+batch-invariance",
+) -> dict[str, object]:
+    """Build DST from SRC (see the module docstring); returns the manifest written."""
+    if default_policy not in DEFAULT_POLICIES:
+        raise ValueError(f"default_policy must be one of {sorted(DEFAULT_POLICIES)}")
+    src_manifest: dict[str, Any] = json.loads((src_dir / "model.json").read_text())
+    _check_source(src_dir, src_manifest)
+    cands = list(cands) if cands else candidates()
+    version = _prepare_out(out, force)
+    adapter = task_adapter(src_manifest, src_dir)
+    src_onnx = src_dir / "model.onnx"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        best, report = choose(src_onnx, adapter.fidelity_feeds(), cands, Path(tmp))
+    log.info("chose %s", best.label)
+    dst_onnx = out / "model.onnx"
+    quantize_file(src_onnx, dst_onnx, best)
+    ops = graph_ops(dst_onnx)
+    if not ops & QUANTIZED_OPS:
+        raise RuntimeError(f"the quantizer left no quantized op in the graph; ops: {sorted(ops)}")
+    for name in src_manifest["files"]:
+        if name != "model.onnx" and not name.endswith(".pt"):
+            shutil.copy2(src_dir / name, out / name)
+
+    evaluation = adapter.evaluate(out)
+    # Keep what the source recorded beside its scores (published anchors, how it was evaluated).
+    recorded = src_manifest["evaluation"]
+    evaluation = {**{k: v for k, v in recorded.items() if k not in evaluation}, **evaluation}
+    gate = adapter.gate(src_manifest["evaluation"], evaluation)
+    reference = f"{src_manifest['name']} v{src_manifest['version']} model.onnx (fp32), onnxruntime CPU"
+    parity = parity_vs_reference(src_onnx, dst_onnx, adapter.parity_cases(), reference)
+    inv_feeds, trim = adapter.invariance_feeds()
+    int8_invariance = batch_invariance(dst_onnx, inv_feeds, trim)
+    invariance = {
+        "rows": len(next(iter(inv_feeds.values()))),
+        "what": "each row run alone vs inside one batch of real inputs",
+        "int8": int8_invariance,
+        "fp32": batch_invariance(src_onnx, inv_feeds, trim),
+        "rule": f"int8 max_rel_diff <= {BATCH_INVARIANCE_RTOL}",
+        "passed": bool(int8_invariance["max_rel_diff"] <= BATCH_INVARIANCE_RTOL),
+    }
+    default = bool(gate["passed"]) and (default_policy == "quality" or bool(invariance["passed"]))
+    manifest: dict[str, object] = {k: v for k, v in src_manifest.items() if k not in _NOT_INHERITED}
+    manifest["version"] = version  # keeps its place after "name"
+    described = src_manifest.get("description") or ""
+    manifest["description"] = f"{described} int8 weights (dynamic quantization).".strip()
+    manifest |= {
+        "default": default,
+        "default_policy": {"policy": default_policy, "rule": DEFAULT_POLICIES[default_policy]},
+        "quantization": {
+            "method": METHOD,
+            "weight_type": best.weight_type,
+            "activation_type": "QUInt8 (dynamic: one scale per tensor, computed per batch at run time)",
+            "per_channel": best.per_channel,
+            "reduce_range": False,
+            "scope": best.scope,
+            "op_types_to_quantize": list(SCOPES[best.scope] or ["all the quantizer supports"]),
+            "quantized_ops": sorted(ops & QUANTIZED_OPS),
+            "onnxruntime": ort.__version__,
+            "source": {
+                "name": src_manifest["name"],
+                "version": src_manifest["version"],
+                "model_onnx_sha256": src_manifest["files"]["model.onnx"]["sha256"],
+            },
+            "selection": {
+                "criterion": "smallest relative L1 distance to the fp32 outputs on unlabelled inputs "
+                "(forecast: training series; sentiment: glue_dev texts); no test label is used",
+                "candidates": report,
+            },
+        },
+        "evaluation": evaluation,
+        "quality_gate": gate,
+        "parity": parity,
+        "batch_invariance": invariance,
+    }
+    write_manifest(out, manifest)
+    verdict = ("PASSED" if gate["passed"] else "FAILED") + (", default" if default else ", not default")
+    log.info(
+        "quality gate %s: %s int8 %s vs fp32 %s (threshold %s)",
+        verdict,
+        gate["metric"],
+        gate["int8"],
+        gate["fp32"],
+        gate["threshold"],
+    )
+    print(json.dumps({"out": str(out), "quantization": best.label, "quality_gate": gate}, indent=2))
+    return manifest
