@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.responses import JSONResponse
 
@@ -17,7 +19,18 @@ class OrjsonResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         # OPT_SERIALIZE_NUMPY writes float32 arrays directly, in float32's shortest repr (612.34, not
         # 612.3400268554688), without an intermediate list of Python floats.
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            # Last line of defence: a string orjson refuses (a lone surrogate echoed in an error
+            # message) is escaped by the stdlib instead of turning a client error into a 500.
+            return json.dumps(content, default=_plain, ensure_ascii=True).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
 def error_content(

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _valid_unicode(value: str) -> str:
+    # JSON may carry "\ud800"; Python accepts it, but it is not text: encoders (and so the response,
+    # and the tokenizer) would fail on it later. Refuse it where it was sent.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("contains a lone UTF-16 surrogate (invalid Unicode)") from exc
+    return value
+
+
+UnicodeStr = Annotated[str, AfterValidator(_valid_unicode)]
 
 
 class _Strict(BaseModel):
@@ -18,14 +31,14 @@ class _Strict(BaseModel):
 
 
 class SeriesIn(_Strict):
-    id: str | None = Field(default=None, description="Opaque client label, echoed back unchanged.")
+    id: UnicodeStr | None = Field(default=None, description="Opaque client label, echoed back unchanged.")
     values: list[FiniteFloat] = Field(
         description="Raw observations, oldest first. Only the most recent context_length values are used."
     )
 
 
 class ForecastRequest(_Strict):
-    model: str | None = Field(
+    model: UnicodeStr | None = Field(
         default=None, description="Model name; default: the first forecast model by name."
     )
     horizon: Annotated[int, Field(ge=1)] | None = Field(
@@ -40,10 +53,10 @@ class ForecastRequest(_Strict):
 
 
 class SentimentRequest(_Strict):
-    model: str | None = Field(
+    model: UnicodeStr | None = Field(
         default=None, description="Model name; default: the first sentiment model by name."
     )
-    texts: list[str] = Field(
+    texts: list[UnicodeStr] = Field(
         min_length=1,
         description=(
             "Raw texts, any casing and punctuation (limits: max_texts_per_request texts, max_text_chars "

@@ -27,6 +27,14 @@ from service.manifest import ManifestError, ModelManifest
 WARM_UP_TEXTS = ("a gripping , funny and moving film .", "dull .")
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class SentimentParameters(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
@@ -136,7 +144,12 @@ class SentimentHandler:
                 ErrorDetail(("texts",), f"at most {self._max_texts} texts per request, got {len(texts)}")
             )
         for i, text in enumerate(texts):
-            if not text.strip():
+            if _has_lone_surrogate(text):
+                # JSON can carry "\ud800"; it is not text, and silently replacing it would alter the input.
+                errors.append(
+                    ErrorDetail(("texts", i), "text contains a lone UTF-16 surrogate (invalid Unicode)")
+                )
+            elif not text.strip():
                 errors.append(ErrorDetail(("texts", i), "text is empty or whitespace only"))
             elif len(text) > self._max_chars:
                 errors.append(ErrorDetail(("texts", i), f"{len(text)} characters; at most {self._max_chars}"))

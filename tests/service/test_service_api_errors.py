@@ -161,3 +161,13 @@ def test_timeout_is_504() -> None:
 def test_unknown_route_and_method(client: TestClient) -> None:
     assert_error(client.get("/v1/nope"), 404, error_type="not_found")
     assert_error(client.get("/v1/forecast"), 405, error_type="method_not_allowed")
+
+
+@pytest.mark.parametrize("field", ["id", "model"])
+def test_lone_surrogate_in_a_string_field_is_a_422_not_a_500(client: TestClient, field: str) -> None:
+    # json.dumps cannot write a lone surrogate portably, so send the escape as raw bytes.
+    where = '"id": "a\\ud800", ' if field == "id" else ""
+    model = '"model": "\\udfff", ' if field == "model" else ""
+    raw = f'{{{model}"series": [{{{where}"values": [{_good_values()}]}}]}}'.encode()
+    loc = ["body", "series", 0, "id"] if field == "id" else ["body", "model"]
+    assert_error(_post_raw(client, raw), 422, loc=loc)

@@ -111,6 +111,12 @@ def test_bad_input_gets_4xx_pointing_at_the_field(client: TestClient, body: Any,
     assert_error(_post(client, body), 422, loc=loc)
 
 
+def test_lone_surrogate_is_refused_not_a_500(client: TestClient) -> None:
+    raw = b'{"texts": ["fine", "bad \\ud800 text"]}'
+    response = client.post("/v1/sentiment", content=raw, headers={"content-type": "application/json"})
+    assert_error(response, 422, loc=["body", "texts", 1])
+
+
 def test_too_many_texts(small_limits: TestClient) -> None:
     assert_error(_post(small_limits, {"texts": ["a", "b", "c"]}), 422, loc=["body", "texts"])
 
