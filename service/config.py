@@ -59,10 +59,13 @@ class Settings(BaseSettings):
         description="Let ORT's intra-op threads spin-wait; faster alone, but steals CPU from other workers.",
     )
     ort_cpu_mem_arena: bool = Field(
-        default=False,
-        description="ORT's CPU memory arena: a little faster, but it keeps the peak of the largest batch.",
+        default=True,
+        description=(
+            "ORT's CPU memory arena. It keeps the peak of the largest batch, which max_batch_size bounds; "
+            "measured faster and with a lower peak than plain malloc, which fragments."
+        ),
     )
-    max_batch_size: int = Field(default=256, gt=0, description="Most rows passed to one session.run call.")
+    max_batch_size: int = Field(default=128, gt=0, description="Most rows passed to one session.run call.")
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Inference time budget (504 above)."
     )

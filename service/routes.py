@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from service.config import Settings
 from service.exceptions import ErrorDetail, InferenceError, InferenceTimeoutError, NotReadyError
+from service.fast_json import FastJSONRoute
 from service.forecasting import ForecastHandler, ForecastQuery, SeriesInput
 from service.metrics import count_rejections
 from service.registry import ModelRecord, ModelRegistry
@@ -29,7 +30,7 @@ from service.schemas import (
 )
 from service.sentiment import SentimentHandler
 
-router = APIRouter()
+router = APIRouter(route_class=FastJSONRoute)
 T = TypeVar("T")
 
 _ERROR_DESCRIPTIONS = {
@@ -47,11 +48,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
 
 
-def get_registry(request: Request) -> ModelRegistry:
+# async on purpose: FastAPI runs plain-def dependencies in a thread pool, a hop per request for nothing.
+async def get_registry(request: Request) -> ModelRegistry:
     return cast(ModelRegistry, request.app.state.registry)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
