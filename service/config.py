@@ -65,7 +65,7 @@ class Settings(BaseSettings):
             "measured faster and with a lower peak than plain malloc, which fragments."
         ),
     )
-    max_batch_size: int = Field(default=128, gt=0, description="Most rows passed to one session.run call.")
+    max_batch_size: int = Field(default=64, gt=0, description="Most rows passed to one session.run call.")
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Inference time budget (504 above)."
     )

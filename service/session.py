@@ -27,7 +27,7 @@ def build_session(model_path: Path, providers: list[str], settings: Settings) ->
         "session.intra_op.allow_spinning", "1" if settings.ort_allow_spinning else "0"
     )
     # The arena keeps its peak, so memory is bounded by max_batch_size (LSTM buffers scale with rows x
-    # length): a 128-row cap measured about 240 MB per worker, flat after large batches.
+    # length), so RSS stays flat after large batches at a level set by the cap.
     options.enable_cpu_mem_arena = settings.ort_cpu_mem_arena
     return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
 

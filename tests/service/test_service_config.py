@@ -13,7 +13,7 @@ def test_defaults() -> None:
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.max_series_per_request == 256
     assert settings.max_series_length == 10_000
-    assert settings.max_batch_size == 128
+    assert settings.max_batch_size == 64
     assert settings.request_timeout_seconds == 10
     assert settings.model_versions == {}
 
