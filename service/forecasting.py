@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.inference import ModelRunner
-from service.manifest import ManifestError, ModelManifest
+from service.manifest import ManifestError, ModelManifest, task_parameters
 
 Float32Array = np.ndarray[Any, np.dtype[np.float32]]
 
@@ -89,13 +89,7 @@ class ForecastHandler:
     def from_manifest(
         cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings, version_dir: Path
     ) -> ForecastHandler:
-        try:
-            params = ForecastParameters.model_validate(manifest.parameters)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ManifestError(f"invalid forecast parameters: {problems}") from exc
+        params = task_parameters(ForecastParameters, manifest)
         if len(manifest.inputs) != 1 or len(manifest.outputs) != 1:
             raise ManifestError("a forecast model must have exactly one input and one output")
         values, quantiles = manifest.inputs[0], manifest.outputs[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -135,3 +135,15 @@ def verify_files(version_dir: Path, manifest: ModelManifest) -> None:
         actual = sha256_of(path)
         if actual != entry.sha256:
             raise ManifestError(f"{path}: sha256 mismatch: expected {entry.sha256}, found {actual}")
+
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+
+
+def task_parameters(model: type[ParamsT], manifest: ModelManifest) -> ParamsT:
+    """Validate the manifest's task parameters against a task's model; a mismatch refuses the version."""
+    try:
+        return model.model_validate(manifest.parameters)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise ManifestError(f"invalid {manifest.task} parameters: {problems}") from exc

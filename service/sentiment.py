@@ -15,14 +15,14 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import Tokenizer
 
 from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.inference import ModelRunner
-from service.manifest import ManifestError, ModelManifest
+from service.manifest import ManifestError, ModelManifest, task_parameters
 
 WARM_UP_TEXTS = ("a gripping , funny and moving film .", "dull .")
 
@@ -80,11 +80,7 @@ class SentimentHandler:
     def from_manifest(
         cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings, version_dir: Path
     ) -> SentimentHandler:
-        try:
-            params = SentimentParameters.model_validate(manifest.parameters)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ManifestError(f"invalid sentiment parameters: {problems}") from exc
+        params = task_parameters(SentimentParameters, manifest)
         specs = [(s.datatype, len(s.shape)) for s in manifest.inputs]
         if specs != [("INT64", 2), ("INT64", 1)]:
             raise ManifestError(
