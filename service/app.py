@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from service import __version__
+from service.auth import ApiKeyMiddleware, install_security_schemes
 from service.config import Settings
 from service.errors import install_error_handlers
 from service.http_metrics import HttpMetricsMiddleware
@@ -33,11 +35,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = registry
         mark_started()
         yield
+        registry.close()
         mark_worker_exit()
 
     app = FastAPI(title="seqserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.api_keys:
+        # Outside the body limit: an unauthenticated client is refused before any body is read.
+        app.add_middleware(
+            ApiKeyMiddleware,
+            keys=[key.get_secret_value() for key in settings.api_keys],
+            protect_health_and_metrics=settings.auth_protect_health_and_metrics,
+        )
+        install_security_schemes(app, settings.auth_protect_health_and_metrics)
+    if settings.cors_allow_origins:
+        # Outside authentication, so preflights (which carry no key) are answered and 401s get CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["Retry-After"],
+        )
     install_error_handlers(app)
     app.include_router(router)
     app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))

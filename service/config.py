@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -14,7 +14,10 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Every knob the service has. Units live in the names so a value is never ambiguous."""
 
-    model_config = SettingsConfigDict(env_prefix="SEQSERVE_", extra="forbid", frozen=True)
+    # hide_input_in_errors: a rejected api_keys list must not print the keys in the startup error.
+    model_config = SettingsConfigDict(
+        env_prefix="SEQSERVE_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     model_repository: Path = Field(
         default=Path("models"), description="Root of the model repository: <name>/<version>/model.onnx."
@@ -78,3 +81,32 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level for the service and uvicorn."
     )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description=(
+            'API keys as a JSON list, e.g. ["k1", "k2"]; when set, /v1 routes need one in '
+            "Authorization: Bearer <key> or X-API-Key: <key> (401 otherwise). Empty = no authentication."
+        ),
+    )
+    auth_protect_health_and_metrics: bool = Field(
+        default=False, description="With api_keys set, also require a key on /healthz, /readyz and /metrics."
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS as a JSON list, e.g. ["https://app.example"]; empty = no CORS.',
+    )
+    graceful_shutdown_seconds: int = Field(
+        default=30,
+        gt=0,
+        description="On SIGTERM, how long in-flight requests may take to finish before they are cancelled.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        # A blank key would let an empty "Authorization: Bearer " through; never echo the value.
+        for index, key in enumerate(keys):
+            value = key.get_secret_value()
+            if not value or value != value.strip():
+                raise ValueError(f"api_keys[{index}] is empty or has surrounding whitespace")
+        return keys

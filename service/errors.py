@@ -19,6 +19,7 @@ from service.exceptions import (
     ModelUnavailableError,
     NotReadyError,
     QueueFullError,
+    ReloadRefusedError,
     ServiceError,
 )
 from service.responses import error_response
@@ -33,6 +34,7 @@ STATUS_CODES: dict[type[ServiceError], int] = {
     QueueFullError: 503,
     InferenceTimeoutError: 504,
     InferenceError: 500,
+    ReloadRefusedError: 409,
 }
 
 # Domain locs are relative to what the client sent; this says where that was.

@@ -63,3 +63,9 @@ class QueueFullError(ServiceError):
     """Backpressure: the model's queue is at max_queue_rows; the client should retry shortly."""
 
     error_type = "overloaded"
+
+
+class ReloadRefusedError(ServiceError):
+    """A hot reload found a version that fails verification; the version already serving stays."""
+
+    error_type = "reload_refused"

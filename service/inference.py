@@ -48,6 +48,9 @@ class ModelRunner:
         self._observer = observer
         self._batcher: MicroBatcher | None = None
         self._pad_values: dict[str, int | float] = {}
+        # Hot reload: a replaced runner is retired; its batcher closes once the requests in it finish.
+        self._in_flight = 0
+        self._retired = False
 
     def set_paddable(self, pad_values: Mapping[str, int | float]) -> None:
         """Declare inputs whose graph masks right-padding, so rows of different widths may share a batch."""
@@ -57,9 +60,26 @@ class ModelRunner:
 
     async def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
         """Run all rows off the event loop; through the micro-batcher when batching is on."""
-        if self._batching is not None:
+        if self._batching is None or self._retired:
+            # A request that resolved this runner just before a reload swapped it out still gets its
+            # answer from this version, without its (closed) batcher.
+            return await self._run_unbatched(feeds)
+        self._in_flight += 1
+        try:
             return await self._get_batcher().submit(dict(feeds))
-        return await self._run_unbatched(feeds)
+        finally:
+            self._in_flight -= 1
+            if self._retired and self._in_flight == 0:
+                self.close()
+
+    def retire(self) -> None:
+        """Take no new batched work; close the batcher now if idle, else when its last request is answered.
+
+        Call on the event loop thread (where ``run`` counts requests in flight).
+        """
+        self._retired = True
+        if self._in_flight == 0:
+            self.close()
 
     def close(self) -> None:
         if self._batcher is not None:
@@ -116,7 +136,12 @@ class ModelRunner:
 
     def _run_chunk(self, feeds: Arrays) -> Arrays:
         rows = next(iter(feeds.values())).shape[0]
-        results = self._session.run(self._output_names, feeds)
+        try:
+            results = self._session.run(self._output_names, feeds)
+        except Exception as exc:
+            # onnxruntime's Fail / InvalidArgument / RuntimeException: a server fault for exactly the
+            # requests in this batch (a 500 whose error id is logged with this traceback).
+            raise InferenceError(f"{self._label}: onnxruntime failed on {rows} rows: {exc!r}") from exc
         outputs: Arrays = {}
         for spec, value in zip(self._outputs, results, strict=True):
             array = np.asarray(value)

@@ -1,8 +1,15 @@
-"""Entry point: ``python -m service`` runs uvicorn with host, port and log level from Settings."""
+"""Entry point: ``python -m service`` runs uvicorn with host, port and log level from Settings.
+
+On SIGTERM uvicorn closes the listening socket, lets in-flight requests finish (for at most
+``graceful_shutdown_seconds``, then cancels them), runs the lifespan shutdown, and this process exits 0.
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+from types import FrameType
 
 import uvicorn
 
@@ -18,6 +25,10 @@ def main() -> None:
     # Each worker keeps its own counters; prometheus_client's multiprocess mode merges them at scrape
     # time from files in one directory, which must exist (and be empty) before the workers start.
     prepare_multiprocess(settings.workers)
+    # uvicorn handles SIGTERM itself while it runs, then re-raises it once it has shut down gracefully.
+    # With the default handler that re-raise would kill the process (exit status -15) after a clean
+    # shutdown; this handler turns it (and a SIGTERM before uvicorn starts) into a normal exit 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     # factory=True: uvicorn calls create_app() itself (in every worker), reading the same environment.
     uvicorn.run(
         "service.app:create_app",
@@ -26,4 +37,9 @@ def main() -> None:
         port=settings.port,
         log_level=settings.log_level,
         workers=settings.workers,
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)

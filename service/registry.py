@@ -6,19 +6,29 @@ half-built registry and a later hot reload can swap versions without touching in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+import anyio
+import anyio.to_thread
+
 from service.config import Settings
-from service.exceptions import ErrorDetail, InvalidInputError, ModelNotFoundError, ModelUnavailableError
+from service.exceptions import (
+    ErrorDetail,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    ReloadRefusedError,
+)
 from service.inference import BatchingConfig, ModelRunner
 from service.manifest import (
     MANIFEST_FILENAME,
@@ -54,10 +64,21 @@ class ModelRecord:
     provider: str | None = None
     model_sha256: str | None = None
     warmup_ms: float | None = None
+    runner: ModelRunner | None = None
+    # Why the latest hot reload was refused (the version above still serves); None after a good one.
+    last_reload_error: str | None = None
 
     @property
     def task(self) -> str | None:
         return self.manifest.task if self.manifest else None
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a hot reload did: the record now serving and the one it replaced (None for a new model)."""
+
+    record: ModelRecord
+    previous: ModelRecord | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,8 @@ class ModelRegistry:
         self._providers = providers
         self._snapshot = RegistrySnapshot()
         self._swap_lock = threading.Lock()
+        # One reload at a time; created on first use so it binds to the serving event loop.
+        self._reload_lock: asyncio.Lock | None = None
 
     def load(self) -> None:
         """Build a complete new snapshot, then publish it in one assignment."""
@@ -83,6 +106,9 @@ class ModelRegistry:
             records[pinned] = ModelRecord(
                 pinned, "failed", error=f"pinned in settings but {root / pinned} is missing"
             )
+        self._publish(records)
+
+    def _publish(self, records: Mapping[str, ModelRecord]) -> None:
         with self._swap_lock:
             self._snapshot = RegistrySnapshot(MappingProxyType(dict(sorted(records.items()))))
             publish_models(
@@ -90,6 +116,66 @@ class ModelRegistry:
                 for r in records.values()
                 if r.state == "ready" and r.version is not None and r.provider is not None
             )
+
+    async def reload(self, name: str) -> ReloadOutcome:
+        """Load the newest eligible version of one model and swap it in; refuse it if it fails to verify.
+
+        Verification (checksums, tensor specs, warm-up) runs in a worker thread while the current
+        version keeps serving. The swap is one snapshot assignment: requests that already resolved the
+        old record finish on it, and its batcher closes once they are answered (ModelRunner.retire).
+        On refusal the old record stays, with ``last_reload_error`` saying why.
+        """
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        model_dir = self._settings.model_repository / name
+        plain_name = bool(name) and not name.startswith(".") and not {"/", "\\", "\0"} & set(name)
+        if name not in self._snapshot.models and not (plain_name and model_dir.is_dir()):
+            raise ModelNotFoundError(f"unknown model {name!r}", [ErrorDetail(("name",), "no such model")])
+        # Shielded: once verification starts, a client that hangs up must not leave a half-done swap
+        # (a loaded runner nobody closes, or an old one never retired).
+        with anyio.CancelScope(shield=True):
+            async with self._reload_lock:
+                outcome = await self._reload_locked(name, model_dir)
+        return outcome
+
+    async def _reload_locked(self, name: str, model_dir: Path) -> ReloadOutcome:
+        version: int | None = None
+        try:
+            if not model_dir.is_dir():
+                raise ManifestError(f"{model_dir} is missing")
+            version, version_dir = self._pick_version(name, model_dir)
+            manifest = self._read_manifest(name, version, version_dir)
+            record = await anyio.to_thread.run_sync(self._activate, name, version, version_dir, manifest)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, ManifestError) else f"{type(exc).__name__}: {exc}"
+            reason = f"version {version}: {message}" if version is not None else message
+            logger.error("model reload refused: name=%s version=%s reason=%s", name, version, message)
+            current = self._snapshot.models.get(name)
+            records = dict(self._snapshot.models)
+            records[name] = (
+                replace(current, last_reload_error=reason)
+                if current is not None
+                else ModelRecord(name, "failed", version=version, error=message, last_reload_error=reason)
+            )
+            self._publish(records)
+            served = current.version if current is not None and current.state == "ready" else None
+            raise ReloadRefusedError(
+                f"reload of {name!r} refused: {reason}"
+                + (f"; version {served} keeps serving" if served is not None else ""),
+                [ErrorDetail(("repository", name, *(() if version is None else (str(version),))), message)],
+            ) from exc
+        previous = self._snapshot.models.get(name)
+        records = dict(self._snapshot.models)
+        records[name] = record
+        self._publish(records)
+        if previous is not None and previous.runner is not None:
+            previous.runner.retire()
+        logger.info(
+            "model reloaded: name=%s version=%s->%s sha256=%s warmup_ms=%.1f",
+            name, previous.version if previous else None, version, (record.model_sha256 or "")[:12],
+            record.warmup_ms or 0.0,
+        )  # fmt: skip
+        return ReloadOutcome(record, previous)
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot
@@ -127,6 +213,12 @@ class ModelRegistry:
             reject(record.name, "unavailable")
             raise ModelUnavailableError(f"model {record.name!r} is not ready: {record.error}")
         return record
+
+    def close(self) -> None:
+        """Stop every model's batcher (its loop task and worker thread) at shutdown."""
+        for record in self._snapshot.models.values():
+            if record.runner is not None:
+                record.runner.close()
 
     def not_ready(self) -> dict[str, str]:
         """Model name -> reason, for every model that is not serving; empty when all are ready."""
@@ -229,6 +321,7 @@ class ModelRegistry:
             version=version,
             manifest=manifest,
             handler=handler,
+            runner=runner,
             provider=session.get_providers()[0],
             model_sha256=manifest.files[MODEL_FILENAME].sha256,
             warmup_ms=(time.perf_counter() - started) * 1000.0,

@@ -24,6 +24,8 @@ from service.schemas import (
     ModelInfo,
     ModelList,
     Readiness,
+    ReloadChange,
+    ReloadResponse,
     SentimentRequest,
     SentimentResponse,
     TensorSpecOut,
@@ -35,7 +37,9 @@ T = TypeVar("T")
 
 _ERROR_DESCRIPTIONS = {
     400: "Malformed JSON body.",
+    401: "Missing or invalid API key (only when api_keys is set).",
     404: "Unknown model.",
+    409: "Hot reload refused: the newest version fails verification; the old version keeps serving.",
     413: "Request body larger than max_body_bytes.",
     415: "Body not sent as application/json.",
     422: "Request does not fit the schema or the model (loc points at the field).",
@@ -65,7 +69,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
     "/v1/forecast",
     response_model=ForecastResponse,
     response_class=OrjsonResponse,
-    responses=_errors(400, 413, 415, 422, 503, 504),
+    responses=_errors(400, 401, 413, 415, 422, 503, 504),
     summary="Quantile forecasts for one or more series",
 )
 async def forecast(body: ForecastRequest, registry: RegistryDep, settings: SettingsDep) -> Response:
@@ -99,7 +103,7 @@ async def forecast(body: ForecastRequest, registry: RegistryDep, settings: Setti
     "/v1/sentiment",
     response_model=SentimentResponse,
     response_class=OrjsonResponse,
-    responses=_errors(400, 413, 415, 422, 503, 504),
+    responses=_errors(400, 401, 413, 415, 422, 503, 504),
     summary="Sentiment label and probabilities for one or more texts",
 )
 async def sentiment(body: SentimentRequest, registry: RegistryDep, settings: SettingsDep) -> Response:
@@ -137,14 +141,43 @@ async def _within_timeout(call: Awaitable[T], settings: Settings, model: str) ->
             ) from exc
 
 
-@router.get("/v1/models", response_model=ModelList, summary="Every discovered model and its state")
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    responses=_errors(401),
+    summary="Every discovered model and its state",
+)
 async def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(models=[_model_info(r) for r in registry.snapshot().models.values()])
 
 
-@router.get("/v1/models/{name}", response_model=ModelInfo, responses=_errors(404), summary="One model")
+@router.get("/v1/models/{name}", response_model=ModelInfo, responses=_errors(401, 404), summary="One model")
 async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
     return _model_info(registry.get(name))
+
+
+@router.post(
+    "/v1/models/{name}/reload",
+    response_model=ReloadResponse,
+    responses=_errors(401, 404, 409),
+    summary="Hot reload: verify the newest eligible version and swap it in",
+)
+async def reload_model(name: str, registry: RegistryDep) -> ReloadResponse:
+    outcome = await registry.reload(name)
+    record, previous = outcome.record, outcome.previous
+    assert record.version is not None  # a swapped-in record is always a loaded version
+    old_version = previous.version if previous is not None and previous.state == "ready" else None
+    old_sha = previous.model_sha256 if previous is not None else None
+    return ReloadResponse(
+        model=_model_info(record),
+        change=ReloadChange(
+            previous_version=old_version,
+            version=record.version,
+            previous_model_sha256=old_sha,
+            model_sha256=record.model_sha256,
+            changed=(old_version, old_sha) != (record.version, record.model_sha256),
+        ),
+    )
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -180,4 +213,5 @@ def _model_info(record: ModelRecord) -> ModelInfo:
         outputs=[TensorSpecOut(**s.model_dump()) for s in manifest.outputs] if manifest else None,
         parameters=parameters,
         evaluation=manifest.evaluation if manifest else None,
+        last_reload_error=record.last_reload_error,
     )

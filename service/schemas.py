@@ -110,10 +110,30 @@ class ModelInfo(BaseModel):
     outputs: list[TensorSpecOut] | None
     parameters: dict[str, Any] | None
     evaluation: dict[str, Any] | None
+    last_reload_error: str | None = Field(
+        default=None,
+        description=(
+            "Why the latest POST /v1/models/{name}/reload was refused (the version above keeps serving); "
+            "null when none was refused since the last successful load."
+        ),
+    )
 
 
 class ModelList(BaseModel):
     models: list[ModelInfo]
+
+
+class ReloadChange(BaseModel):
+    previous_version: int | None = Field(description="Version served before the reload; null if none was.")
+    version: int = Field(description="Version serving now.")
+    previous_model_sha256: str | None
+    model_sha256: str | None
+    changed: bool = Field(description="True when the version or the model file differs from before.")
+
+
+class ReloadResponse(BaseModel):
+    model: ModelInfo = Field(description="The model as it is served after the swap.")
+    change: ReloadChange
 
 
 class Health(BaseModel):
