@@ -171,3 +171,14 @@ def test_lone_surrogate_in_a_string_field_is_a_422_not_a_500(client: TestClient,
     raw = f'{{{model}"series": [{{{where}"values": [{_good_values()}]}}]}}'.encode()
     loc = ["body", "series", 0, "id"] if field == "id" else ["body", "model"]
     assert_error(_post_raw(client, raw), 422, loc=loc)
+
+
+def test_queue_backpressure_is_a_503_with_retry_after() -> None:
+    # 11 rows cannot fit a queue bounded at 10, so the batcher refuses them before any inference.
+    with TestClient(create_app(make_settings(MODELS, max_queue_rows=10))) as small_queue:
+        series = [{"values": GOOD} for _ in range(11)]
+        response = small_queue.post("/v1/forecast", json={"series": series})
+        error = assert_error(response, 503, error_type="overloaded")
+        assert response.headers["retry-after"] == "1"
+        assert "max_queue_rows=10" in error["message"]
+        assert small_queue.post("/v1/forecast", json={"series": series[:10]}).status_code == 200
