@@ -20,6 +20,7 @@ from service.metrics import mark_started
 from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
 from service.providers import choose_providers
 from service.registry import ModelRegistry
+from service.reload_sync import watching
 from service.routes import router
 
 
@@ -34,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(registry.load)
         app.state.registry = registry
         mark_started()
-        yield
+        # With several workers, follow reloads that other workers publish (no-op with one worker).
+        async with watching(settings.reload_dir, registry):
+            yield
         registry.close()
         mark_worker_exit()
 

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         default=4096, gt=0, description="Rows waiting per model before requests get 503 + Retry-After."
     )
     workers: int = Field(default=1, gt=0, description="uvicorn worker processes (each loads every model).")
+    reload_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory through which workers pass hot reloads to each other; set by the launcher "
+            "(a fresh temporary directory) when workers > 1. None = one worker, nothing to pass on."
+        ),
+    )
     ort_allow_spinning: bool = Field(
         default=False,
         description="Let ORT's intra-op threads spin-wait; faster alone, but steals CPU from other workers.",

@@ -6,9 +6,11 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from service import reload_sync
 from service.config import Settings
 from service.exceptions import ErrorDetail, InferenceError, InferenceTimeoutError, NotReadyError
 from service.fast_json import FastJSONRoute
@@ -26,6 +28,7 @@ from service.schemas import (
     Readiness,
     ReloadChange,
     ReloadResponse,
+    ReloadWorkers,
     SentimentRequest,
     SentimentResponse,
     TensorSpecOut,
@@ -162,10 +165,18 @@ async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
     responses=_errors(401, 404, 409),
     summary="Hot reload: verify the newest eligible version and swap it in",
 )
-async def reload_model(name: str, registry: RegistryDep) -> ReloadResponse:
+async def reload_model(name: str, registry: RegistryDep, settings: SettingsDep) -> ReloadResponse:
     outcome = await registry.reload(name)
     record, previous = outcome.record, outcome.previous
     assert record.version is not None  # a swapped-in record is always a loaded version
+    workers = ReloadWorkers(expected=1, confirmed=1)
+    if settings.reload_dir is not None:
+        # Several workers: pass the reload on and answer once every live worker serves it (bounded).
+        published = await anyio.to_thread.run_sync(
+            reload_sync.publish, settings.reload_dir, name, record.version, record.model_sha256
+        )
+        acks = await reload_sync.wait_for_acks(settings.reload_dir, name, published, settings.workers)
+        workers = ReloadWorkers(expected=acks.expected, confirmed=acks.confirmed)
     old_version = previous.version if previous is not None and previous.state == "ready" else None
     old_sha = previous.model_sha256 if previous is not None else None
     return ReloadResponse(
@@ -177,6 +188,7 @@ async def reload_model(name: str, registry: RegistryDep) -> ReloadResponse:
             model_sha256=record.model_sha256,
             changed=(old_version, old_sha) != (record.version, record.model_sha256),
         ),
+        workers=workers,
     )
 
 

@@ -131,9 +131,19 @@ class ReloadChange(BaseModel):
     changed: bool = Field(description="True when the version or the model file differs from before.")
 
 
+class ReloadWorkers(BaseModel):
+    expected: int = Field(description="Worker processes serving (SEQSERVE_WORKERS).")
+    confirmed: int = Field(
+        description="Workers confirmed to serve this version when the response was sent (this one included)."
+    )
+
+
 class ReloadResponse(BaseModel):
     model: ModelInfo = Field(description="The model as it is served after the swap.")
     change: ReloadChange
+    workers: ReloadWorkers = Field(
+        description="How many worker processes serve the new version; below expected after a 10 s wait."
+    )
 
 
 class Health(BaseModel):
