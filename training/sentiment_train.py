@@ -24,11 +24,11 @@ class SentimentConfig:
     max_tokens: int = 256
     embed_dim: int = 384
     hidden_size: int = 256
-    dropout: float = 0.4
-    epochs: int = 6
+    dropout: float = 0.5
+    epochs: int = 4
     batch_size: int = 64
     learning_rate: float = 1.5e-3
-    embedding_learning_rate: float = 5e-4
+    embedding_learning_rate: float = 3e-4
     weight_decay: float = 0.0
     pretrained_embeddings: bool = True
     seed: int = 1234
