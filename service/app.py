@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,20 @@ from service.reload_sync import watching
 from service.routes import router
 
 
+def settle_garbage_collector() -> None:
+    """Freeze start-up objects and collect the young generation less often.
+
+    A forecast request allocates thousands of small objects (its floats), so CPython's default gen-0
+    threshold (700) triggers collections every few requests, and full collections walk every long-lived
+    object (models, FastAPI's routing tables). Freezing what start-up built and raising the threshold
+    measured about +7% throughput and a shorter p99 tail at 64 connections; reference cycles are still
+    collected, just in larger steps.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
 
@@ -34,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Loading hashes files and runs warm-up; keep that off the event loop.
         await anyio.to_thread.run_sync(registry.load)
         app.state.registry = registry
+        settle_garbage_collector()
         mark_started()
         # With several workers, follow reloads that other workers publish (no-op with one worker).
         async with watching(settings.reload_dir, registry):

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Interface uvicorn binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port uvicorn listens on.")
+    access_log: bool = Field(
+        default=False,
+        description=(
+            "uvicorn's one log line per request. Off by default: /metrics already counts every request by "
+            "route and status, and at full load the line cost ~5% throughput and ~15 ms of p99 (benchmarked)."
+        ),
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level for the service and uvicorn."
     )

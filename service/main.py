@@ -53,6 +53,7 @@ def main() -> None:
             log_level=settings.log_level,
             workers=settings.workers,
             timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
+            access_log=settings.access_log,
         )
     finally:
         if created_reload_dir is not None:

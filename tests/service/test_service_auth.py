@@ -181,6 +181,7 @@ def test_keys_never_reach_the_logs(tmp_path: Any) -> None:
         "SEQSERVE_PROVIDERS": "cpu",
         "SEQSERVE_MODEL_REPOSITORY": str(REPO / "models"),
         "SEQSERVE_LOG_LEVEL": "debug",
+        "SEQSERVE_ACCESS_LOG": "true",
         "SEQSERVE_API_KEYS": f'["{KEY}", "{OTHER_KEY}"]',
     }
     log_path = tmp_path / "server.log"
