@@ -118,11 +118,14 @@ class MicroBatcher:
         self._ensure_running()
         key = self._key(feeds)
         loop = asyncio.get_running_loop()
-        items = [
-            _Item({k: v[s : s + self._max_batch] for k, v in feeds.items()}, min(self._max_batch, rows - s),
-                  key, loop.create_future())
-            for s in range(0, rows, self._max_batch)
-        ]  # fmt: skip
+        if rows <= self._max_batch:
+            items = [_Item(feeds, rows, key, loop.create_future())]
+        else:
+            items = [
+                _Item({k: v[s : s + self._max_batch] for k, v in feeds.items()},
+                      min(self._max_batch, rows - s), key, loop.create_future())
+                for s in range(0, rows, self._max_batch)
+            ]  # fmt: skip
         if not self._queue and not self._busy:
             # The whole request counts as the start of a quiet period: its tail chunk must not wait
             # for the timer behind its own head.

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
         default=4096, gt=0, description="Rows waiting per model before requests get 503 + Retry-After."
     )
     workers: int = Field(default=1, gt=0, description="uvicorn worker processes (each loads every model).")
+    reuse_port: bool = Field(
+        default=True,
+        description=(
+            "With workers > 1, each worker listens on its own SO_REUSEPORT socket and the kernel spreads "
+            "connections evenly; false = uvicorn's one shared socket, which was measured to give one "
+            "worker most keep-alive connections (service/listeners.py). Ignored on port 0 or without "
+            "SO_REUSEPORT."
+        ),
+    )
     reload_dir: Path | None = Field(
         default=None,
         description=(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -201,12 +200,13 @@ class ForecastHandler:
                     )
                 )
                 continue
-            bad = next((j for j, v in enumerate(item.values) if not math.isfinite(v)), None)
-            if bad is not None:
-                errors.append(ErrorDetail((*loc, bad), "values must be finite numbers"))
+            values = np.asarray(item.values, dtype=np.float64)
+            finite = np.isfinite(values)
+            if not finite.all():
+                errors.append(ErrorDetail((*loc, int(np.argmin(finite))), "values must be finite numbers"))
                 continue
             # Only the most recent context_length values reach the model; the response reports the count.
-            recent = np.asarray(item.values[-self.params.context_length :], dtype=np.float64)
+            recent = values[-self.params.context_length :]
             with np.errstate(over="ignore"):
                 row = recent.astype(np.float32)
             overflow = np.flatnonzero(~np.isfinite(row))

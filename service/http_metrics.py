@@ -23,6 +23,9 @@ class HttpMetricsMiddleware:
         # are skipped, which is why app.py also passes the router's own routes.
         self._routes = [(r, path) for r in routes if isinstance(path := getattr(r, "path", None), str)]
         self._registered = False
+        # (method, path) -> template, for requests that fully matched a route without path parameters:
+        # bounded by the app's own routes, and it spares the hot endpoints a regex per route per request.
+        self._static: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._registered:
@@ -50,11 +53,17 @@ class HttpMetricsMiddleware:
         return [path for _, path in self._routes]
 
     def _route_template(self, scope: Scope) -> str:
+        key = (scope.get("method", ""), scope["path"])
+        cached = self._static.get(key)
+        if cached is not None:
+            return cached
         # Same matching the router does; a PARTIAL match (wrong method, answered 405) keeps the template.
         partial: str | None = None
         for route, path in self._routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
+                if path == scope["path"]:
+                    self._static[key] = path
                 return path
             if match is Match.PARTIAL and partial is None:
                 partial = path

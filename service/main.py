@@ -6,6 +6,7 @@ On SIGTERM uvicorn closes the listening socket, lets in-flight requests finish (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -14,12 +15,19 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
+from service.listeners import REUSE_PORT_SUPPORTED, ReusePortPlaceholder, check_port_free
 from service.metrics_exposition import prepare_multiprocess
 from service.reload_sync import prepare as prepare_reload_dir
+
+logger = logging.getLogger("uvicorn.error")
+APP = "service.app:create_app"
 
 
 def main() -> None:
@@ -43,21 +51,43 @@ def main() -> None:
     # With the default handler that re-raise would kill the process (exit status -15) after a clean
     # shutdown; this handler turns it (and a SIGTERM before uvicorn starts) into a normal exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    # factory=True: uvicorn calls create_app() itself (in every worker), reading the same environment.
+    options = _uvicorn_options(settings)
     try:
-        uvicorn.run(
-            "service.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            workers=settings.workers,
-            timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
-            access_log=settings.access_log,
-        )
+        if settings.workers > 1 and settings.reuse_port and settings.port != 0 and REUSE_PORT_SUPPORTED:
+            _run_reuse_port_workers(uvicorn.Config(APP, **options), settings)
+        else:
+            uvicorn.run(APP, **options)
     finally:
         if created_reload_dir is not None:
             shutil.rmtree(created_reload_dir, ignore_errors=True)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        # factory=True: uvicorn calls create_app() itself (in every worker), reading the same environment.
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "workers": settings.workers,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
+        "access_log": settings.access_log,
+    }
+
+
+def _run_reuse_port_workers(config: uvicorn.Config, settings: Settings) -> None:
+    """uvicorn's supervisor, with one SO_REUSEPORT listener per worker instead of one shared socket."""
+    try:
+        check_port_free(settings.host, settings.port)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+        sys.exit(STARTUP_FAILURE)
+    logger.info(
+        "Listening on http://%s:%d with %d workers, one SO_REUSEPORT socket each",
+        settings.host, settings.port, settings.workers,
+    )  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        Multiprocess(config, sockets=[ReusePortPlaceholder(settings.host, settings.port)]).run()
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
@@ -146,16 +145,11 @@ _REJECTION_REASONS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-@contextmanager
-def count_rejections(model: str) -> Iterator[None]:
-    """Around a handler call for a resolved model: count the domain errors it raises, then re-raise."""
-    try:
-        yield
-    except Exception as exc:
-        reason = next((r for cls, r in _REJECTION_REASONS if isinstance(exc, cls)), None)
-        if reason is not None:
-            reject(model, reason)
-        raise
+def count_rejection(model: str, exc: BaseException) -> None:
+    """A handler call for a resolved model raised ``exc``: count it if it is a rejection (not a fault)."""
+    reason = next((r for cls, r in _REJECTION_REASONS if isinstance(exc, cls)), None)
+    if reason is not None:
+        reject(model, reason)
 
 
 @dataclass(frozen=True)
@@ -207,21 +201,48 @@ def observe_forecast_input_lengths(model: str, lengths: Iterable[int]) -> None:
         histogram.observe(length)
 
 
+class _RouteSeries:
+    """One route's HTTP series, bound once: ``labels()`` costs a lock and a dict lookup per call."""
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self.in_progress = REQUESTS_IN_PROGRESS.labels(route)
+        self.duration = REQUEST_DURATION.labels(route)
+        self._by_status: dict[int, Counter] = {}
+
+    def requests(self, status: int) -> Counter:
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = REQUESTS.labels(self.route, str(status))
+        return counter
+
+
+# Keys are route templates (bounded by the app's routes plus "unmatched"), never raw paths.
+_route_series: dict[str, _RouteSeries] = {}
+
+
+def _series_for(route: str) -> _RouteSeries:
+    series = _route_series.get(route)
+    if series is None:
+        series = _route_series[route] = _RouteSeries(route)
+    return series
+
+
 class RequestTimer:
     """Route-level HTTP metrics for one request: in-progress while alive, then count and duration."""
 
     def __init__(self, route: str) -> None:
-        self._route = route
+        self._series = _series_for(route)
         self._started = time.perf_counter()
-        REQUESTS_IN_PROGRESS.labels(route).inc()
+        self._series.in_progress.inc()
 
     def finish(self, status: int) -> None:
-        REQUESTS_IN_PROGRESS.labels(self._route).dec()
-        REQUESTS.labels(self._route, str(status)).inc()
-        REQUEST_DURATION.labels(self._route).observe(time.perf_counter() - self._started)
+        series = self._series
+        series.in_progress.dec()
+        series.requests(status).inc()
+        series.duration.observe(time.perf_counter() - self._started)
 
 
 def register_routes(routes: Iterable[str]) -> None:
     for route in routes:
-        REQUESTS_IN_PROGRESS.labels(route)
-        REQUEST_DURATION.labels(route)
+        _series_for(route)
