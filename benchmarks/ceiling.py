@@ -86,7 +86,7 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling")
     parser.add_argument("version_dirs", nargs="+", type=Path)
-    parser.add_argument("--batches", nargs="+", type=int, default=[32, 64, 128, 256])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
     parser.add_argument("--seconds", type=float, default=2.0, help="per batch size")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads")
     parser.add_argument("--context-length", type=int, default=336)
