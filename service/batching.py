@@ -7,6 +7,12 @@ How a batch forms:
   next batch takes them all (up to ``max_batch_size`` rows), so batch size follows load.
 * **Bounded wait.** When requests are already queued, the batcher waits at most
   ``max_queue_delay_seconds`` after the oldest one arrived for the batch to fill.
+* **Off the event loop.** Batches run in one worker thread per model, so the loop keeps parsing the
+  next requests meanwhile. The one exception is a quiet period: a batch that arrived idle and is
+  expected (from the model's measured seconds per row) to take at most ``inline_max_seconds`` runs on
+  the loop thread. Nothing is waiting to be parsed then, and two thread handoffs (there and back)
+  cost more than such a batch blocks the loop: at one client, four interleaved rounds measured
+  p50 1.6-2.1 ms instead of 1.9-2.4 ms and 15-50% more requests/s, with no change at 64 clients.
 
 Rows only share a batch when their shapes agree, except along axes the task declares paddable
 (sentiment ``input_ids``, whose graph masks padding). Forecast rows of different lengths go to
@@ -85,6 +91,7 @@ class MicroBatcher:
         pad_values: Mapping[str, int | float] | None = None,
         observer: BatchObserver | None = None,
         label: str = "model",
+        inline_max_seconds: float = 0.0,
     ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch_size
@@ -93,6 +100,9 @@ class MicroBatcher:
         self._pad_values = dict(pad_values or {})
         self._observer = observer or NullObserver()
         self._label = label
+        self._inline_max_seconds = inline_max_seconds
+        # Smoothed wall seconds per row of finished batches; None until the first batch finishes.
+        self._seconds_per_row: float | None = None
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
         # One thread per model: batches of a model run one at a time, which is what makes the
@@ -182,8 +192,12 @@ class MicroBatcher:
             started = time.perf_counter()
             waits = [started - item.enqueued for item in batch]
             feeds = self._collate(batch)
+            rows = sum(i.rows for i in batch)
             try:
-                out = await loop.run_in_executor(self._executor, self._run_batch, feeds)
+                if self._runs_inline(batch[0], rows):
+                    out = self._run_batch(feeds)
+                else:
+                    out = await loop.run_in_executor(self._executor, self._run_batch, feeds)
             except Exception as exc:  # fan the failure out to exactly this batch's requests
                 logger.warning("%s: batch of %d rows failed: %r", self._label, len(batch), exc)
                 for item in batch:
@@ -193,12 +207,26 @@ class MicroBatcher:
             finally:
                 self._busy = False
                 self._observer.queue_rows(self._queued_rows)
-            self._observer.batch_done(sum(i.rows for i in batch), waits, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self._learn_speed(rows, elapsed)
+            self._observer.batch_done(rows, waits, elapsed)
             offset = 0
             for item in batch:
                 if not item.future.done():
                     item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})
                 offset += item.rows
+
+    def _runs_inline(self, first: _Item, rows: int) -> bool:
+        if not first.arrived_idle or self._seconds_per_row is None:
+            return False
+        return rows * self._seconds_per_row <= self._inline_max_seconds
+
+    def _learn_speed(self, rows: int, elapsed_seconds: float) -> None:
+        # Per-row cost falls with batch size, so estimates from big batches run a little low for a
+        # single row; an exponential average follows changes in machine load within a few batches.
+        per_row = elapsed_seconds / rows
+        previous = self._seconds_per_row
+        self._seconds_per_row = per_row if previous is None else 0.8 * previous + 0.2 * per_row
 
     async def _wait_to_fill(self) -> None:
         assert self._wakeup is not None

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Longest a queued row waits for its batch to fill (not applied when the model is idle).",
     )
+    inline_max_seconds: float = Field(
+        default=0.002,
+        ge=0,
+        description=(
+            "When a model is idle, a batch expected to take at most this long runs on the event loop "
+            "thread instead of the worker thread (saves two thread handoffs); 0 = always the worker thread."
+        ),
+    )
     max_queue_rows: int = Field(
         default=4096, gt=0, description="Rows waiting per model before requests get 503 + Retry-After."
     )

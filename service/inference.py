@@ -26,6 +26,7 @@ class BatchingConfig:
     max_queue_delay_seconds: float
     max_queue_rows: int
     observer: BatchObserver | None = None
+    inline_max_seconds: float = 0.0
 
 
 class ModelRunner:
@@ -93,6 +94,7 @@ class ModelRunner:
                 max_batch_size=self._max_batch_size,
                 max_queue_delay_seconds=self._batching.max_queue_delay_seconds,
                 max_queue_rows=self._batching.max_queue_rows,
+                inline_max_seconds=self._batching.inline_max_seconds,
                 pad_values=self._pad_values,
                 observer=self._batching.observer or self._observer,
                 label=self._label,

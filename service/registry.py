@@ -251,6 +251,7 @@ class ModelRegistry:
         return BatchingConfig(
             max_queue_delay_seconds=self._settings.max_queue_delay_seconds,
             max_queue_rows=self._settings.max_queue_rows,
+            inline_max_seconds=self._settings.inline_max_seconds,
         )
 
     def _pick_version(self, name: str, model_dir: Path) -> tuple[int, Path]:

@@ -22,6 +22,7 @@ class RecordingModel:
 
     def __init__(self, hold_first: bool = False, poison: float | None = None) -> None:
         self.batches: list[int] = []
+        self.threads: list[int] = []
         self.release = threading.Event()
         if not hold_first:
             self.release.set()
@@ -30,6 +31,7 @@ class RecordingModel:
 
     def __call__(self, feeds: Arrays) -> Arrays:
         self.batches.append(feeds["x"].shape[0])
+        self.threads.append(threading.get_ident())
         self.started.set()
         self.release.wait(timeout=30)
         if self.poison is not None and (feeds["x"] == self.poison).any():
@@ -177,3 +179,45 @@ def test_a_timed_out_request_is_dropped_from_the_queue():
     asyncio.run(asyncio.wait_for(go(), 20))
     # The abandoned rows never reached the model.
     assert model.batches == [1, 1]
+
+
+def test_a_short_batch_in_a_quiet_period_runs_on_the_loop_thread_once_its_speed_is_known():
+    model = RecordingModel()
+    batcher = _batcher(model, inline_max_seconds=1.0)
+
+    async def scenario() -> tuple[int, list[Arrays]]:
+        answers = [await batcher.submit(_rows(float(i))) for i in range(3)]
+        return threading.get_ident(), answers
+
+    loop_thread, answers = asyncio.run(scenario())
+    # The first batch has no speed estimate yet, so it goes to the worker thread; later ones do not.
+    assert model.threads[0] != loop_thread
+    assert model.threads[1:] == [loop_thread, loop_thread]
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer["y"], 2 * _rows(float(i))["x"] + 3 * i)
+
+
+def test_no_inline_run_when_the_estimate_exceeds_the_budget_or_the_batcher_is_busy():
+    slow = RecordingModel()
+    over_budget = _batcher(slow, inline_max_seconds=1e-12)
+
+    async def sequential() -> int:
+        for i in range(3):
+            await over_budget.submit(_rows(float(i)))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(sequential())
+    assert loop_thread not in slow.threads and len(slow.threads) == 3
+
+    held = RecordingModel(hold_first=True)
+    busy = _batcher(held, inline_max_seconds=1.0, max_queue_delay_seconds=0.01)
+
+    async def queued_behind_a_running_batch() -> int:
+        await _hold_then(held, busy, [_rows(5.0), _rows(6.0)])
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(queued_behind_a_running_batch())
+    # The speed is known once the held batch finishes, but the rows queued behind it did not arrive in
+    # a quiet period: their batch goes to the worker thread too.
+    assert held.batches == [1, 2]
+    assert loop_thread not in held.threads
