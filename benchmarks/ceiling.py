@@ -42,16 +42,20 @@ def measure(
     intra_op_threads: int,
     rounds: int = 5,
 ) -> dict[str, Any]:
-    """rows/s per batch size: the median and the best of ``rounds`` timed rounds."""
+    """rows/s per batch size: the median and the best of ``rounds`` timed rounds.
+
+    Each round visits every batch size in turn, so a slow spell of a shared machine lands on all of
+    them alike instead of deciding which batch size looks best.
+    """
     sess = session(model_path, intra_op_threads)
     name = sess.get_inputs()[0].name
-    points = []
-    for batch in batches:
-        feeds = {name: rows_for(contexts, batch)}
+    all_feeds = {batch: {name: rows_for(contexts, batch)} for batch in batches}
+    for feeds in all_feeds.values():
         for _ in range(3):
             sess.run(None, feeds)
-        rates = []
-        for _ in range(rounds):
+    rates: dict[int, list[float]] = {batch: [] for batch in batches}
+    for _ in range(rounds):
+        for batch, feeds in all_feeds.items():
             calls, start = 0, time.perf_counter()
             while True:
                 sess.run(None, feeds)
@@ -59,13 +63,15 @@ def measure(
                 elapsed = time.perf_counter() - start
                 if elapsed >= seconds_per_batch / rounds:
                     break
-            rates.append(calls * batch / elapsed)
-        median = statistics.median(rates)
+            rates[batch].append(calls * batch / elapsed)
+    points = []
+    for batch in batches:
+        median = statistics.median(rates[batch])
         points.append(
             {
                 "batch": batch,
                 "rows_per_s_median": median,
-                "rows_per_s_best": max(rates),
+                "rows_per_s_best": max(rates[batch]),
                 "ms_per_batch_median": 1000.0 * batch / median,
             }
         )
