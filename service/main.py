@@ -72,6 +72,10 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "workers": settings.workers,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "access_log": settings.access_log,
+        # One write per response instead of two (service/http_protocol.py).
+        "http": "service.http_protocol:CoalescingHttpToolsProtocol",
+        # No "server: uvicorn" on every answer: bytes for nothing, and it names the software to scanners.
+        "server_header": False,
     }
 
 
