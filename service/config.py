@@ -92,7 +92,17 @@ class Settings(BaseSettings):
             "measured faster and with a lower peak than plain malloc, which fragments."
         ),
     )
-    max_batch_size: int = Field(default=64, gt=0, description="Most rows passed to one session.run call.")
+    max_batch_size: int = Field(
+        default=64, gt=0, description="Most rows in one micro-batch, and so in one session.run call."
+    )
+    batch_size_hints: bool = Field(
+        default=True,
+        description=(
+            "Run a micro-batch as session.run calls of at most the manifest's measured "
+            "serving.preferred_batch_size rows, when it was measured on the provider in use "
+            "(training/batch_profile.py); false = one call per micro-batch."
+        ),
+    )
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Inference time budget (504 above)."
     )

@@ -38,11 +38,15 @@ class ModelRunner:
         model_label: str,
         batching: BatchingConfig | None = None,
         observer: BatchObserver | None = None,
+        rows_per_run: int | None = None,
     ) -> None:
         self._session = session
         self._outputs = tuple(outputs)
         self._output_names = [spec.name for spec in self._outputs]
         self._max_batch_size = max_batch_size
+        # A micro-batch is run as session.run calls of at most this many rows (the model's measured
+        # cheapest size per row, service.manifest.ServingHints); None = one call per micro-batch.
+        self._rows_per_run = rows_per_run
         self._label = model_label
         self._batching = batching
         # Metrics sink (service.metrics.ModelMetrics) for both paths; warm-up (run_sync) is not reported.
@@ -52,6 +56,10 @@ class ModelRunner:
         # Hot reload: a replaced runner is retired; its batcher closes once the requests in it finish.
         self._in_flight = 0
         self._retired = False
+
+    @property
+    def rows_per_run(self) -> int | None:
+        return self._rows_per_run
 
     def set_paddable(self, pad_values: Mapping[str, int | float]) -> None:
         """Declare inputs whose graph masks right-padding, so rows of different widths may share a batch."""
@@ -139,7 +147,7 @@ class ModelRunner:
     def _run_chunk(self, feeds: Arrays) -> Arrays:
         rows = next(iter(feeds.values())).shape[0]
         try:
-            results = self._session.run(self._output_names, feeds)
+            results = self._session_run(feeds, rows)
         except Exception as exc:
             # onnxruntime's Fail / InvalidArgument / RuntimeException: a server fault for exactly the
             # requests in this batch (a 500 whose error id is logged with this traceback).
@@ -150,6 +158,16 @@ class ModelRunner:
             self._check_shape(spec, array, rows)
             outputs[spec.name] = array
         return outputs
+
+    def _session_run(self, feeds: Arrays, rows: int) -> list[Any]:
+        step = self._rows_per_run
+        if step is None or rows <= step:
+            return list(self._session.run(self._output_names, feeds))
+        parts = []
+        for start in range(0, rows, step):
+            part = {name: array[start : start + step] for name, array in feeds.items()}
+            parts.append(self._session.run(self._output_names, part))
+        return [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(self._output_names))]
 
     def _check_shape(self, spec: TensorSpec, array: np.ndarray[Any, Any], rows: int) -> None:
         # A graph that disagrees with its manifest at run time is a broken artifact; say so loudly

@@ -57,6 +57,20 @@ class FileEntry(BaseModel):
     bytes: Annotated[int, Field(ge=0)]
 
 
+class ServingHints(BaseModel):
+    """How to run the model cheaply, measured by training (``training/batch_profile.py``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    # Rows per session.run with the highest rows/s, measured on ``provider``.
+    preferred_batch_size: Annotated[int, Field(gt=0)] | None = None
+    provider: str | None = None
+
+    def rows_per_run(self, provider: str) -> int | None:
+        """The measured best, if it was measured on this provider (a GPU's best batch is another)."""
+        return self.preferred_batch_size if self.provider == provider else None
+
+
 class ModelManifest(BaseModel):
     # Unknown top-level keys are ignored so training can add provenance without breaking serving.
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
@@ -73,6 +87,7 @@ class ModelManifest(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, Any] = Field(default_factory=dict)
+    serving: ServingHints = Field(default_factory=ServingHints)
     files: dict[str, FileEntry]
 
     @field_validator("inputs", "outputs")

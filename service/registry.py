@@ -305,6 +305,8 @@ class ModelRegistry:
         verify_files(version_dir, manifest)
         session = build_session(version_dir / MODEL_FILENAME, self._providers, self._settings)
         check_tensor_specs(session, manifest)
+        provider = session.get_providers()[0]
+        rows_per_run = manifest.serving.rows_per_run(provider) if self._settings.batch_size_hints else None
         runner = ModelRunner(
             session,
             manifest.outputs,
@@ -312,6 +314,7 @@ class ModelRegistry:
             f"{name}/{version}",
             self._batching_config(name),
             observer=ModelMetrics(name, version),
+            rows_per_run=rows_per_run,
         )
         handler = factory(manifest, runner, self._settings, version_dir)
         started = time.perf_counter()
@@ -323,7 +326,7 @@ class ModelRegistry:
             manifest=manifest,
             handler=handler,
             runner=runner,
-            provider=session.get_providers()[0],
+            provider=provider,
             model_sha256=manifest.files[MODEL_FILENAME].sha256,
             warmup_ms=(time.perf_counter() - started) * 1000.0,
         )

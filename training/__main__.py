@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training import quantize, sentiment_pipeline
+from training import batch_profile, quantize, sentiment_pipeline
 from training.forecast_pipeline import M4_TEST, M4_TRAIN, config_from_args, reevaluate, run_forecast
 
 
@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what the manifest's 'default' requires (see training/quantize.py)",
     )
 
+    pb = sub.add_parser(
+        "profile-batch", help="measure rows/s per batch size and record the preferred one in model.json"
+    )
+    pb.add_argument("version_dir", type=Path)
+    pb.add_argument("--seconds", type=float, default=2.0, help="timed seconds per batch size")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if args.command in ("forecast", "evaluate-forecast"):
@@ -79,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "quantize":
         cands = quantize.candidates(args.weight_type, [p == "on" for p in args.per_channel], args.scope)
         quantize.quantize_version(args.src_version_dir, args.out, cands, args.force, args.default_policy)
+    elif args.command == "profile-batch":
+        batch_profile.profile_version(args.version_dir, args.seconds)
+    if args.command in ("forecast", "sentiment", "quantize"):
+        # Every new version leaves with its serving hint (training/batch_profile.py).
+        batch_profile.profile_version(args.out)
     return 0
 
 

@@ -36,3 +36,31 @@ def test_run_sync_matches_and_rejects_empty() -> None:
     assert out.shape == (5, 48, 7)
     with pytest.raises(ValueError, match="non-zero number of rows"):
         runner.run_sync({"values": np.zeros((0, 168), dtype=np.float32)})
+
+
+class CountingSession:
+    """A real ORT session that counts its calls and the rows in each."""
+
+    def __init__(self, session: object) -> None:
+        self._session = session
+        self.rows_per_call: list[int] = []
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.rows_per_call.append(next(iter(feeds.values())).shape[0])
+        return self._session.run(names, feeds)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_rows_per_run_splits_a_batch_into_smaller_session_calls_without_changing_answers() -> None:
+    manifest = load_manifest(MODEL_DIR)
+    session = build_session(MODEL_DIR / "model.onnx", [CPU], Settings())
+    counting = CountingSession(session)
+    split = ModelRunner(counting, manifest.outputs, 64, "test", rows_per_run=4)
+    rows = _rows(10, 336)
+    out = split.run_sync({"values": rows})["quantiles"]
+    assert counting.rows_per_call == [4, 4, 2]
+    whole = ModelRunner(session, manifest.outputs, 64, "test").run_sync({"values": rows})["quantiles"]
+    assert out.shape == whole.shape == (10, 48, 7)
+    np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-5)
+    counting.rows_per_call.clear()
+    split.run_sync({"values": rows[:3]})
+    assert counting.rows_per_call == [3]

@@ -89,3 +89,14 @@ def test_extra_listed_file_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"torch_state\.pt: sha256 mismatch"):
         verify_files(version_dir, load_manifest(version_dir))
     assert json.loads((version_dir / "model.json").read_text())["files"]["torch_state.pt"]
+
+
+def test_serving_hint_must_be_a_positive_batch_size(tmp_path: Path) -> None:
+    bad = _write(
+        tmp_path, lambda m: m.update(serving={"preferred_batch_size": 0, "provider": "CPUExecutionProvider"})
+    )
+    with pytest.raises(ManifestError, match=r"serving\.preferred_batch_size"):
+        load_manifest(bad)
+    absent = load_manifest(_write(tmp_path / "absent", lambda m: m.pop("serving", None)))
+    assert absent.serving.preferred_batch_size is None
+    assert absent.serving.rows_per_run("CPUExecutionProvider") is None

@@ -160,3 +160,27 @@ def test_reload_swaps_snapshot_atomically(tmp_path: Path) -> None:
     after = registry.snapshot()
     assert list(before.models) == [MODEL_NAME]  # the old snapshot is untouched
     assert list(after.models) == [MODEL_NAME, "second"]
+
+
+def test_measured_batch_size_hint_applies_on_its_provider_only(tmp_path: Path) -> None:
+    def hint(provider: str) -> Any:
+        return lambda m: m.update(serving={"preferred_batch_size": 5, "provider": provider, "rows_per_s": {}})
+
+    repo = copy_model(tmp_path, edit_manifest=hint(CPU))
+    runner = _load(repo).get(MODEL_NAME).runner
+    assert runner is not None and runner.rows_per_run == 5
+    off = _load(repo, batch_size_hints=False).get(MODEL_NAME).runner
+    assert off is not None and off.rows_per_run is None
+    elsewhere = copy_model(tmp_path / "gpu", edit_manifest=hint("CUDAExecutionProvider"))
+    gpu_measured = _load(elsewhere).get(MODEL_NAME).runner
+    assert gpu_measured is not None and gpu_measured.rows_per_run is None
+
+
+def test_committed_models_carry_the_hint_they_were_measured_with() -> None:
+    registry = _load(MODELS)
+    for name in registry.snapshot().models:
+        record = registry.get(name)
+        assert record.manifest is not None and record.runner is not None
+        serving = record.manifest.serving
+        assert serving.provider == CPU and serving.preferred_batch_size is not None
+        assert record.runner.rows_per_run == serving.preferred_batch_size
