@@ -34,26 +34,26 @@ def rows_for(contexts: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(contexts, (reps, 1))[:batch], dtype=np.float32)
 
 
-def measure(
-    model_path: Path,
-    contexts: np.ndarray,
-    batches: Sequence[int],
-    seconds_per_batch: float,
-    intra_op_threads: int,
-    rounds: int = 5,
-) -> dict[str, Any]:
-    """rows/s per batch size: the median and the best of ``rounds`` timed rounds.
-
-    Each round visits every batch size in turn, so a slow spell of a shared machine lands on all of
-    them alike instead of deciding which batch size looks best.
-    """
-    sess = session(model_path, intra_op_threads)
+def feeds_by_batch(
+    sess: ort.InferenceSession, contexts: np.ndarray, batches: Sequence[int]
+) -> dict[int, Any]:
     name = sess.get_inputs()[0].name
     all_feeds = {batch: {name: rows_for(contexts, batch)} for batch in batches}
     for feeds in all_feeds.values():
         for _ in range(3):
             sess.run(None, feeds)
-    rates: dict[int, list[float]] = {batch: [] for batch in batches}
+    return all_feeds
+
+
+def timed_rounds(
+    sess: ort.InferenceSession, all_feeds: dict[int, Any], rounds: int, seconds_per_batch: float
+) -> dict[int, list[float]]:
+    """rows/s of each round per batch size.
+
+    Each round visits every batch size in turn, so a slow spell of a shared machine lands on all of
+    them alike instead of deciding which batch size looks best.
+    """
+    rates: dict[int, list[float]] = {batch: [] for batch in all_feeds}
     for _ in range(rounds):
         for batch, feeds in all_feeds.items():
             calls, start = 0, time.perf_counter()
@@ -64,18 +64,31 @@ def measure(
                 if elapsed >= seconds_per_batch / rounds:
                     break
             rates[batch].append(calls * batch / elapsed)
-    points = []
-    for batch in batches:
-        median = statistics.median(rates[batch])
-        points.append(
-            {
-                "batch": batch,
-                "rows_per_s_median": median,
-                "rows_per_s_best": max(rates[batch]),
-                "ms_per_batch_median": 1000.0 * batch / median,
-            }
-        )
-    best = max(points, key=lambda p: p["rows_per_s_median"])
+    return rates
+
+
+def summarize(rates: dict[int, tuple[float, float]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Points from (median, best) rows/s per batch size, and the best point (highest median)."""
+    points = [
+        {"batch": batch, "rows_per_s_median": median, "rows_per_s_best": best,
+         "ms_per_batch_median": 1000.0 * batch / median}
+        for batch, (median, best) in rates.items()
+    ]  # fmt: skip
+    return points, max(points, key=lambda p: p["rows_per_s_median"])
+
+
+def measure(
+    model_path: Path,
+    contexts: np.ndarray,
+    batches: Sequence[int],
+    seconds_per_batch: float,
+    intra_op_threads: int,
+    rounds: int = 5,
+) -> dict[str, Any]:
+    """rows/s per batch size: the median and the best of ``rounds`` timed rounds."""
+    sess = session(model_path, intra_op_threads)
+    rates = timed_rounds(sess, feeds_by_batch(sess, contexts, batches), rounds, seconds_per_batch)
+    points, best = summarize({b: (statistics.median(r), max(r)) for b, r in rates.items()})
     return {
         "model": str(model_path),
         "context_length": int(contexts.shape[1]),

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceiling, loadgen, payloads, report
+from benchmarks import ceiling, layout_ceiling, loadgen, payloads, report
 from benchmarks.server import Server, ServerError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +148,12 @@ def run_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
         print(f"ceiling {key} ({path}) ...", file=sys.stderr, flush=True)
         r = ceiling.measure(path, contexts, args.ceiling_batches, args.ceiling_seconds, args.ceiling_threads)
         results["ceiling"][key] = {**r, "version": f"v{version}"}
+        if key == "fp32":
+            print(f"layout ceiling: {args.workers} processes x 1 thread ...", file=sys.stderr, flush=True)
+            layout = layout_ceiling.measure_processes(
+                path, contexts, args.ceiling_batches, args.ceiling_seconds, args.workers
+            )
+            results["layout_ceiling"] = {**layout, "version": f"v{version}"}
 
 
 def load_phase(
@@ -324,12 +330,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = {k: v.get("rows_per_s") for k, v in results["phases"].items()}
     ceil = report.fp32_ceiling(results)
+    layout_rows = results.get("layout_ceiling", {}).get("rows_per_s")
     results["ratios"] = {
         name: value
         for name, value in {
             "on/off @64": _div(rows.get("on_c64"), rows.get("off_c64")),
             "on/naive @64": _div(rows.get("on_c64"), rows.get("naive_c64")),
             "int8/fp32 ceiling": _div(results["ceiling"].get("int8", {}).get("rows_per_s"), ceil),
+            "on @64/layout ceiling": _div(rows.get("on_c64"), layout_rows),
+            "32 series/layout ceiling": _div(rows.get("on_multi"), layout_rows),
         }.items()
         if value is not None
     }

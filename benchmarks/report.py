@@ -135,6 +135,22 @@ def table(results: dict[str, Any]) -> str:
                 + f"   ceiling {best['rows_per_s']:.0f} at batch {best['best_batch']}"
                 + f" = {best['rows_per_s'] / c['fp32']['rows_per_s']:.2f}x fp32"
             )
+        layout = results.get("layout_ceiling")
+        if layout:
+            cells = [
+                f"{p['rows_per_s_median']:>7.0f} ({p['rows_per_s_best']:>5.0f})" for p in layout["points"]
+            ]
+            label = f"fp32 {layout['version']} {layout['processes']}x1 thr"
+            lines.append(
+                f"   {label:<22} "
+                + " ".join(f"{cell:>16}" for cell in cells)
+                + f"   ceiling {layout['rows_per_s']:.0f} at batch {layout['best_batch']}"
+                + f" = {layout['rows_per_s'] / c['fp32']['rows_per_s']:.2f}x fp32"
+            )
+            lines.append(
+                f"   ({layout['processes']}x1 thr: {layout['processes']} processes with one intra-op thread"
+                " each, at once: the service's layout; targets use the 2-thread ceiling above)"
+            )
         lines.append("")
 
     header = (
