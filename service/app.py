@@ -12,17 +12,17 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from service import __version__
-from service.auth import ApiKeyMiddleware, install_security_schemes
 from service.config import Settings
-from service.errors import install_error_handlers
-from service.http_metrics import HttpMetricsMiddleware
-from service.limits import BodySizeLimitMiddleware
+from service.http.auth import ApiKeyMiddleware, install_security_schemes
+from service.http.errors import install_error_handlers
+from service.http.limits import BodySizeLimitMiddleware
+from service.http.metrics_middleware import HttpMetricsMiddleware
+from service.http.v1 import router
 from service.metrics import mark_started
 from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
-from service.providers import choose_providers
-from service.registry import ModelRegistry
-from service.reload_sync import watching
-from service.routes import router
+from service.runtime.providers import choose_providers
+from service.runtime.registry import ModelRegistry
+from service.runtime.reload_sync import watching
 
 
 def settle_garbage_collector() -> None:

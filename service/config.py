@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         description=(
             "With workers > 1, each worker listens on its own SO_REUSEPORT socket and the kernel spreads "
             "connections evenly; false = uvicorn's one shared socket, which was measured to give one "
-            "worker most keep-alive connections (service/listeners.py). Ignored on port 0 or without "
+            "worker most keep-alive connections (service/http/listeners.py). Ignored on port 0 or without "
             "SO_REUSEPORT."
         ),
     )

@@ -1,6 +1,6 @@
 """Domain errors, free of any HTTP framework so task handlers stay plain Python.
 
-``service.errors`` maps each type to a status code and the JSON error shape. A ``loc`` here is relative
+``service.http.errors`` maps each type to a status code and the JSON error shape. A ``loc`` here is relative
 to the request document (e.g. ``("series", 2, "values")``); the HTTP layer prefixes ``"body"``.
 """
 

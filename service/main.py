@@ -22,9 +22,9 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
-from service.listeners import REUSE_PORT_SUPPORTED, ReusePortPlaceholder, check_port_free
+from service.http.listeners import REUSE_PORT_SUPPORTED, ReusePortPlaceholder, check_port_free
 from service.metrics_exposition import prepare_multiprocess
-from service.reload_sync import prepare as prepare_reload_dir
+from service.runtime.reload_sync import prepare as prepare_reload_dir
 
 logger = logging.getLogger("uvicorn.error")
 APP = "service.app:create_app"
@@ -39,7 +39,7 @@ def main() -> None:
     # time from files in one directory, which must exist (and be empty) before the workers start.
     prepare_multiprocess(settings.workers)
     # Each worker has its own registry; a hot reload reaches one of them and is passed on to the others
-    # through this directory (service/reload_sync.py). Workers read it from the environment.
+    # through this directory (service/runtime/reload_sync.py). Workers read it from the environment.
     created_reload_dir: Path | None = None
     if settings.workers > 1:
         reload_dir = settings.reload_dir
@@ -72,8 +72,8 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "workers": settings.workers,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "access_log": settings.access_log,
-        # One write per response instead of two (service/http_protocol.py).
-        "http": "service.http_protocol:CoalescingHttpToolsProtocol",
+        # One write per response instead of two (service/http/protocol.py).
+        "http": "service.http.protocol:CoalescingHttpToolsProtocol",
         # No "server: uvicorn" on every answer: bytes for nothing, and it names the software to scanners.
         "server_header": False,
     }

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from svc_helpers import MODEL_NAME
 
-from service.schemas import ForecastResponse
+from service.http.schemas_v1 import ForecastResponse
 
 Series = list[tuple[str, list[float]]]
 

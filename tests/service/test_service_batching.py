@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher
 from service.exceptions import QueueFullError
+from service.runtime.batching import MicroBatcher
 
 Arrays = dict[str, np.ndarray]
 

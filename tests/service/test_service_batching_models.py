@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from svc_helpers import MODELS, make_settings, read_m4_series
 
-from service.forecasting import ForecastHandler, ForecastQuery, SeriesInput
-from service.registry import ModelRegistry
-from service.sentiment import SentimentHandler
+from service.runtime.registry import ModelRegistry
+from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesInput
+from service.tasks.sentiment import SentimentHandler
 
 CPU = ["CPUExecutionProvider"]
 SERIES = [np.asarray(v, dtype=np.float64) for _, v in read_m4_series(40)]

@@ -90,7 +90,7 @@ def test_onnxruntime_error_fails_only_its_batch_with_a_logged_error_id(
         with lock:
             results.append((kind, response.status_code, response.json()))
 
-    with caplog.at_level(logging.ERROR, logger="service.errors"):
+    with caplog.at_level(logging.ERROR, logger="service.http.errors"):
         threads = [threading.Thread(target=call, args=(kind,)) for kind in kinds]
         for thread in threads:
             thread.start()
@@ -102,7 +102,8 @@ def test_onnxruntime_error_fails_only_its_batch_with_a_logged_error_id(
     logged = {
         match.group(1): record
         for record in caplog.records
-        if record.name == "service.errors" and (match := re.search(r"id=([0-9a-f]{16})", record.getMessage()))
+        if record.name == "service.http.errors"
+        and (match := re.search(r"id=([0-9a-f]{16})", record.getMessage()))
     }
     ids = set()
     for kind, status, body in results:

@@ -7,9 +7,9 @@ import pytest
 from svc_helpers import MODEL_NAME, MODELS, make_settings
 
 from service.exceptions import InvalidInputError
-from service.forecasting import ForecastHandler, ForecastQuery, SeriesInput, quantile_key
-from service.providers import CPU
-from service.registry import ModelRegistry
+from service.runtime.providers import CPU
+from service.runtime.registry import ModelRegistry
+from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesInput, quantile_key
 
 pytestmark = pytest.mark.anyio
 

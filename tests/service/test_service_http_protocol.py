@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from svc_helpers import REPO
 
-from service.http_protocol import CoalescingTransport
+from service.http.protocol import CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):

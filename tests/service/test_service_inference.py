@@ -3,10 +3,10 @@ import pytest
 from svc_helpers import MODEL_DIR
 
 from service.config import Settings
-from service.inference import ModelRunner
-from service.manifest import load_manifest
-from service.providers import CPU
-from service.session import build_session
+from service.runtime.inference import ModelRunner
+from service.runtime.manifest import load_manifest
+from service.runtime.providers import CPU
+from service.runtime.session import build_session
 
 
 def _runner(max_batch_size: int) -> ModelRunner:

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 from svc_helpers import REPO
 
-from service.listeners import REUSE_PORT_SUPPORTED, ReusePortPlaceholder, bind_reuse_port, check_port_free
+from service.http.listeners import (
+    REUSE_PORT_SUPPORTED,
+    ReusePortPlaceholder,
+    bind_reuse_port,
+    check_port_free,
+)
 
 pytestmark = pytest.mark.skipif(not REUSE_PORT_SUPPORTED, reason="the platform has no SO_REUSEPORT")
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from svc_helpers import MODEL_DIR, copy_model
 
-from service.manifest import ManifestError, load_manifest, verify_files
+from service.runtime.manifest import ManifestError, load_manifest, verify_files
 
 
 def test_committed_manifest_loads_and_verifies() -> None:

@@ -1,7 +1,7 @@
 import onnxruntime as ort
 import pytest
 
-from service.providers import CPU, CUDA, ProviderUnavailableError, choose_providers
+from service.runtime.providers import CPU, CUDA, ProviderUnavailableError, choose_providers
 
 HAS_CUDA = CUDA in ort.get_available_providers()
 
@@ -30,6 +30,6 @@ def test_cuda_keeps_cpu_fallback() -> None:
 
 
 def test_choice_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="service.providers"):
+    with caplog.at_level("INFO", logger="service.runtime.providers"):
         choose_providers("cpu", available=[CPU])
     assert "chosen=['CPUExecutionProvider']" in caplog.text

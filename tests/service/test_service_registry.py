@@ -7,8 +7,8 @@ from svc_helpers import MODEL_NAME, MODELS, assert_error, copy_model, make_setti
 
 from service.app import create_app
 from service.exceptions import InvalidInputError, ModelNotFoundError, ModelUnavailableError
-from service.providers import CPU
-from service.registry import ModelRegistry, RepositoryError
+from service.runtime.providers import CPU
+from service.runtime.registry import ModelRegistry, RepositoryError
 
 
 def _load(repo: Path, **overrides: Any) -> ModelRegistry:
@@ -25,7 +25,7 @@ def _flip_byte(repo: Path) -> None:
 
 
 def test_committed_repository_loads_ready(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="service.registry"):
+    with caplog.at_level("INFO", logger="service.runtime.registry"):
         registry = _load(MODELS)
     record = registry.get(MODEL_NAME)
     assert record.state == "ready" and record.error is None

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from service.config import Settings
-from service.forecasting import ForecastHandler
-from service.inference import ModelRunner
-from service.manifest import ModelManifest
-from service.sentiment import SentimentHandler
+from service.runtime.inference import ModelRunner
+from service.runtime.manifest import ModelManifest
+from service.tasks.forecast import ForecastHandler
+from service.tasks.sentiment import SentimentHandler
 
 
 class TaskHandler(Protocol):

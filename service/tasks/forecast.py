@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
-from service.inference import ModelRunner
-from service.manifest import ManifestError, ModelManifest, task_parameters
+from service.runtime.inference import ModelRunner
+from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
 
 Float32Array = np.ndarray[Any, np.dtype[np.float32]]
 

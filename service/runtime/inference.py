@@ -14,9 +14,9 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
-from service.batching import BatchObserver, MicroBatcher
 from service.exceptions import InferenceError
-from service.manifest import TensorSpec
+from service.runtime.batching import BatchObserver, MicroBatcher
+from service.runtime.manifest import TensorSpec
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -45,7 +45,7 @@ class ModelRunner:
         self._output_names = [spec.name for spec in self._outputs]
         self._max_batch_size = max_batch_size
         # A micro-batch is run as session.run calls of at most this many rows (the model's measured
-        # cheapest size per row, service.manifest.ServingHints); None = one call per micro-batch.
+        # cheapest size per row, service.runtime.manifest.ServingHints); None = one call per micro-batch.
         self._rows_per_run = rows_per_run
         self._label = model_label
         self._batching = batching

@@ -10,7 +10,7 @@ from typing import Any
 import onnxruntime as ort
 
 from service.config import Settings
-from service.manifest import ORT_ELEMENT_TYPES, ModelManifest, TensorSpec
+from service.runtime.manifest import ORT_ELEMENT_TYPES, ModelManifest, TensorSpec
 
 
 class SpecMismatchError(Exception):

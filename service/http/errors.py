@@ -22,7 +22,7 @@ from service.exceptions import (
     ReloadRefusedError,
     ServiceError,
 )
-from service.responses import error_response
+from service.http.responses import error_response
 
 logger = logging.getLogger(__name__)
 

@@ -10,15 +10,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service import reload_sync
 from service.config import Settings
 from service.exceptions import ErrorDetail, InferenceError, InferenceTimeoutError, NotReadyError
-from service.fast_json import FastJSONRoute
-from service.forecasting import ForecastHandler, ForecastQuery, SeriesInput
-from service.metrics import count_rejection
-from service.registry import ModelRecord, ModelRegistry
-from service.responses import OrjsonResponse
-from service.schemas import (
+from service.http.fast_json import FastJSONRoute
+from service.http.responses import OrjsonResponse
+from service.http.schemas_v1 import (
     ErrorResponse,
     ForecastRequest,
     ForecastResponse,
@@ -33,7 +29,11 @@ from service.schemas import (
     SentimentResponse,
     TensorSpecOut,
 )
-from service.sentiment import SentimentHandler
+from service.metrics import count_rejection
+from service.runtime import reload_sync
+from service.runtime.registry import ModelRecord, ModelRegistry
+from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesInput
+from service.tasks.sentiment import SentimentHandler
 
 router = APIRouter(route_class=FastJSONRoute)
 T = TypeVar("T")

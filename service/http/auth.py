@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.exceptions import ErrorDetail
-from service.responses import error_content
+from service.http.responses import error_content
 
 _HEALTH_AND_METRICS = frozenset({"/healthz", "/readyz", "/metrics"})
 _SECURITY_SCHEMES = {

@@ -6,7 +6,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.exceptions import ErrorDetail
-from service.responses import error_content
+from service.http.responses import error_content
 
 
 class _BodyTooLargeError(Exception):

@@ -21,8 +21,8 @@ from tokenizers import Tokenizer
 from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
-from service.inference import ModelRunner
-from service.manifest import ManifestError, ModelManifest, task_parameters
+from service.runtime.inference import ModelRunner
+from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
 
 WARM_UP_TEXTS = ("a gripping , funny and moving film .", "dull .")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from service.registry import ModelRegistry
+from service.runtime.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,9 @@ from service.exceptions import (
     ModelUnavailableError,
     ReloadRefusedError,
 )
-from service.inference import BatchingConfig, ModelRunner
-from service.manifest import (
+from service.metrics import ModelMetrics, ServedModel, publish_models, reject
+from service.runtime.inference import BatchingConfig, ModelRunner
+from service.runtime.manifest import (
     MANIFEST_FILENAME,
     MODEL_FILENAME,
     ManifestError,
@@ -38,8 +39,7 @@ from service.manifest import (
     load_manifest,
     verify_files,
 )
-from service.metrics import ModelMetrics, ServedModel, publish_models, reject
-from service.session import build_session, check_tensor_specs
+from service.runtime.session import build_session, check_tensor_specs
 from service.tasks import HANDLER_FACTORIES, TaskHandler
 
 logger = logging.getLogger(__name__)

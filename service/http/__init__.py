@@ -1,0 +1,1 @@
+"""HTTP layer: routes per protocol, middleware, error mapping. Thin: no inference logic."""

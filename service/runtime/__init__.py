@@ -1,0 +1,1 @@
+"""Model runtime: repository, manifests, ORT sessions, micro-batching. No HTTP here."""
