@@ -17,16 +17,27 @@ MANIFEST_FILENAME = "model.json"
 MODEL_FILENAME = "model.onnx"
 _HASH_CHUNK_BYTES = 1024 * 1024
 
-Datatype = Literal["FP32", "FP16", "FP64", "INT32", "INT64", "BOOL"]
+# KServe V2 / Triton datatype names. BYTES is a tensor of byte strings (ONNX ``tensor(string)``).
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
 
 # The element type onnxruntime reports for each manifest datatype (KServe V2 names on the left).
 ORT_ELEMENT_TYPES: dict[str, str] = {
-    "FP32": "tensor(float)",
-    "FP16": "tensor(float16)",
-    "FP64": "tensor(double)",
+    "BOOL": "tensor(bool)",
+    "UINT8": "tensor(uint8)",
+    "UINT16": "tensor(uint16)",
+    "UINT32": "tensor(uint32)",
+    "UINT64": "tensor(uint64)",
+    "INT8": "tensor(int8)",
+    "INT16": "tensor(int16)",
     "INT32": "tensor(int32)",
     "INT64": "tensor(int64)",
-    "BOOL": "tensor(bool)",
+    "FP16": "tensor(float16)",
+    "FP32": "tensor(float)",
+    "FP64": "tensor(double)",
+    "BYTES": "tensor(string)",
 }
 
 
