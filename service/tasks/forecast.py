@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -14,11 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service import metrics
 from service.config import Settings
-from service.exceptions import ErrorDetail, InvalidInputError
+from service.exceptions import ErrorDetail, InvalidInputError, Loc
 from service.runtime.inference import ModelRunner
-from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
+from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
 
 Float32Array = np.ndarray[Any, np.dtype[np.float32]]
+Tensor = np.ndarray[Any, Any]
+
+
+def _v1_row_loc(index: int) -> Loc:
+    return ("series", index, "values")
 
 
 class ForecastParameters(BaseModel):
@@ -121,16 +126,39 @@ class ForecastHandler:
             if not np.isfinite(out).all():
                 raise ManifestError(f"warm-up produced non-finite forecasts for length {length}")
 
+    @property
+    def tensor_inputs(self) -> list[TensorSpec]:
+        return list(self.manifest.inputs)
+
+    @property
+    def tensor_outputs(self) -> list[TensorSpec]:
+        return list(self.manifest.outputs)
+
+    async def infer_tensors(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """V2: raw values [B, T] in, every quantile [B, horizon, Q] out; the same path as /v1/forecast."""
+        values = inputs[self._input_name]
+        series = [SeriesInput(values=row) for row in values]
+        metrics.observe_forecast_input_lengths(self.manifest.name, (values.shape[1] for _ in series))
+        errors: list[ErrorDetail] = []
+        rows = self._prepare_rows(series, errors, lambda index: (self._input_name, index))
+        if errors:
+            raise InvalidInputError("the request does not fit this model", errors)
+        outputs = await self._predict(rows)
+        self._check_finite(outputs, errors, lambda index: (self._input_name, index))
+        if errors:
+            raise InvalidInputError("the model could not forecast some series", errors)
+        return {self._output_name: np.stack(outputs)}
+
     async def forecast(self, query: ForecastQuery) -> list[SeriesForecast]:
         metrics.observe_forecast_input_lengths(self.manifest.name, (len(s.values) for s in query.series))
         errors: list[ErrorDetail] = []
         horizon = self._resolve_horizon(query.horizon, errors)
         keys_and_indices = self._resolve_quantiles(query.quantiles, errors)
-        rows = self._prepare_rows(query.series, errors)
+        rows = self._prepare_rows(query.series, errors, _v1_row_loc)
         if errors:
             raise InvalidInputError("the request does not fit this model", errors)
         outputs = await self._predict(rows)
-        self._check_finite(outputs, errors)
+        self._check_finite(outputs, errors, _v1_row_loc)
         if errors:
             raise InvalidInputError("the model could not forecast some series", errors)
         return [
@@ -172,17 +200,20 @@ class ForecastHandler:
             seen.add(q)
         return resolved
 
-    def _prepare_rows(self, series: Sequence[SeriesInput], errors: list[ErrorDetail]) -> list[Float32Array]:
+    def _prepare_rows(
+        self, series: Sequence[SeriesInput], errors: list[ErrorDetail], row_loc: Callable[[int], Loc]
+    ) -> list[Float32Array]:
+        root = row_loc(0)[:1]
         if not series:
-            errors.append(ErrorDetail(("series",), "at least one series is required"))
+            errors.append(ErrorDetail(root, "at least one series is required"))
         if len(series) > self._max_series:
             errors.append(
-                ErrorDetail(("series",), f"at most {self._max_series} series per request, got {len(series)}")
+                ErrorDetail(root, f"at most {self._max_series} series per request, got {len(series)}")
             )
             return []
         rows: list[Float32Array] = []
         for index, item in enumerate(series):
-            loc = ("series", index, "values")
+            loc = row_loc(index)
             n = len(item.values)
             if n < self.params.min_context_length:
                 errors.append(
@@ -232,14 +263,16 @@ class ForecastHandler:
                 results[index] = out[position]
         return [r for r in results if r is not None]
 
-    def _check_finite(self, outputs: list[Float32Array], errors: list[ErrorDetail]) -> None:
+    def _check_finite(
+        self, outputs: list[Float32Array], errors: list[ErrorDetail], row_loc: Callable[[int], Loc]
+    ) -> None:
         # Huge but representable inputs can overflow inside the graph's scaling; that is a property of
         # the input, so it is the client's 422, not a 500.
         for index, out in enumerate(outputs):
             if not np.isfinite(out).all():
                 errors.append(
                     ErrorDetail(
-                        ("series", index, "values"),
+                        row_loc(index),
                         "the model produced non-finite forecasts for these values (magnitudes too large?)",
                     )
                 )

@@ -8,7 +8,7 @@ so a text's answer does not depend on what else is in its batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,8 +22,13 @@ from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.runtime.inference import ModelRunner
-from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
+from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
 
+Tensor = np.ndarray[Any, Any]
+
+# The Open Inference Protocol view: raw texts in, probabilities and the label out.
+V2_TEXT_INPUT = "text"
+V2_LABEL_OUTPUT = "label"
 WARM_UP_TEXTS = ("a gripping , funny and moving film .", "dull .")
 
 
@@ -105,16 +110,35 @@ class SentimentHandler:
         if not np.isfinite(probs[self._output_name]).all():
             raise ManifestError("warm-up produced non-finite probabilities")
 
+    @property
+    def tensor_inputs(self) -> list[TensorSpec]:
+        # V2 clients send raw UTF-8 texts; tokenization stays server-side, with the model's tokenizer.json.
+        return [TensorSpec(name=V2_TEXT_INPUT, datatype="BYTES", shape=[-1])]
+
+    @property
+    def tensor_outputs(self) -> list[TensorSpec]:
+        return [
+            TensorSpec(name=self._output_name, datatype="FP32", shape=[-1, len(self.params.labels)]),
+            TensorSpec(name=V2_LABEL_OUTPUT, datatype="BYTES", shape=[-1]),
+        ]
+
+    async def infer_tensors(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        texts: list[str] = []
+        errors: list[ErrorDetail] = []
+        for index, raw in enumerate(inputs[V2_TEXT_INPUT]):
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                errors.append(ErrorDetail((V2_TEXT_INPUT, index), f"text is not valid UTF-8: {exc.reason}"))
+        if errors:
+            raise InvalidInputError("some texts are not valid UTF-8", errors)
+        probs, _, _ = await self._probabilities(texts, V2_TEXT_INPUT)
+        labels = np.array([self.params.labels[i].encode() for i in probs.argmax(axis=1)], dtype=object)
+        metrics.count_sentiment_labels(self.manifest.name, (label.decode() for label in labels))
+        return {self._output_name: probs, V2_LABEL_OUTPUT: labels}
+
     async def classify(self, texts: Sequence[str]) -> list[SentimentResult]:
-        self._validate(texts)
-        # Tokenizing a full request of long texts takes milliseconds; keep it off the event loop.
-        encodings = await anyio.to_thread.run_sync(self._tokenizer.encode_batch, list(texts))
-        empty = [ErrorDetail(("texts", i), "text has no tokens after normalization") for i, e in
-                 enumerate(encodings) if not e.ids]  # fmt: skip
-        if empty:
-            raise InvalidInputError("some texts contain nothing the tokenizer can read", empty)
-        feeds, lengths, full_lengths = self._encode(encodings)
-        probs = (await self._runner.run(feeds))[self._output_name]
+        probs, lengths, full_lengths = await self._probabilities(texts, "texts")
         labels = self.params.labels
         results = []
         for row, used, full in zip(probs.astype(np.float64), lengths, full_lengths, strict=True):
@@ -131,24 +155,39 @@ class SentimentHandler:
         metrics.count_sentiment_labels(self.manifest.name, (r.label for r in results))
         return results
 
-    def _validate(self, texts: Sequence[str]) -> None:
+    async def _probabilities(
+        self, texts: Sequence[str], root: str
+    ) -> tuple[np.ndarray[Any, Any], list[int], list[int]]:
+        """Validate, tokenize and run: the one path both protocols take (and so one micro-batcher)."""
+        self._validate(texts, root)
+        # Tokenizing a full request of long texts takes milliseconds; keep it off the event loop.
+        encodings = await anyio.to_thread.run_sync(self._tokenizer.encode_batch, list(texts))
+        empty = [ErrorDetail((root, i), "text has no tokens after normalization") for i, e in
+                 enumerate(encodings) if not e.ids]  # fmt: skip
+        if empty:
+            raise InvalidInputError("some texts contain nothing the tokenizer can read", empty)
+        feeds, lengths, full_lengths = self._encode(encodings)
+        probs = (await self._runner.run(feeds))[self._output_name]
+        return probs, lengths, full_lengths
+
+    def _validate(self, texts: Sequence[str], root: str) -> None:
         errors: list[ErrorDetail] = []
         if not texts:
-            errors.append(ErrorDetail(("texts",), "at least one text is required"))
+            errors.append(ErrorDetail((root,), "at least one text is required"))
         if len(texts) > self._max_texts:
             errors.append(
-                ErrorDetail(("texts",), f"at most {self._max_texts} texts per request, got {len(texts)}")
+                ErrorDetail((root,), f"at most {self._max_texts} texts per request, got {len(texts)}")
             )
         for i, text in enumerate(texts):
             if _has_lone_surrogate(text):
                 # JSON can carry "\ud800"; it is not text, and silently replacing it would alter the input.
                 errors.append(
-                    ErrorDetail(("texts", i), "text contains a lone UTF-16 surrogate (invalid Unicode)")
+                    ErrorDetail((root, i), "text contains a lone UTF-16 surrogate (invalid Unicode)")
                 )
             elif not text.strip():
-                errors.append(ErrorDetail(("texts", i), "text is empty or whitespace only"))
+                errors.append(ErrorDetail((root, i), "text is empty or whitespace only"))
             elif len(text) > self._max_chars:
-                errors.append(ErrorDetail(("texts", i), f"{len(text)} characters; at most {self._max_chars}"))
+                errors.append(ErrorDetail((root, i), f"{len(text)} characters; at most {self._max_chars}"))
         if errors:
             raise InvalidInputError("the request does not fit this model", errors)
 
