@@ -102,8 +102,12 @@ class ModelInfo(BaseModel):
     name: str
     version: int | None
     task: str | None
-    state: Literal["ready", "failed"]
+    state: Literal["ready", "failed", "unloaded"]
     error: str | None = Field(description="Why the model is not serving; null when ready.")
+    versions: list[int] = Field(
+        default_factory=list,
+        description="Every loaded (ready) version; `version` is the one unversioned requests get.",
+    )
     provider: str | None = Field(description="onnxruntime execution provider actually in use.")
     model_sha256: str | None
     inputs: list[TensorSpecOut] | None

@@ -151,12 +151,14 @@ async def _within_timeout(call: Awaitable[T], settings: Settings, model: str) ->
     summary="Every discovered model and its state",
 )
 async def list_models(request: Request) -> ModelList:
-    return ModelList(models=[_model_info(r) for r in _registry(request).snapshot().models.values()])
+    registry = _registry(request)
+    return ModelList(models=[_model_info(r, registry) for r in registry.snapshot().models.values()])
 
 
 @router.get("/v1/models/{name}", response_model=ModelInfo, responses=_errors(401, 404), summary="One model")
 async def get_model(name: str, request: Request) -> ModelInfo:
-    return _model_info(_registry(request).get(name))
+    registry = _registry(request)
+    return _model_info(registry.get(name), registry)
 
 
 @router.post(
@@ -181,7 +183,7 @@ async def reload_model(name: str, request: Request) -> ReloadResponse:
     old_version = previous.version if previous is not None and previous.state == "ready" else None
     old_sha = previous.model_sha256 if previous is not None else None
     return ReloadResponse(
-        model=_model_info(record),
+        model=_model_info(record, _registry(request)),
         change=ReloadChange(
             previous_version=old_version,
             version=record.version,
@@ -210,7 +212,7 @@ async def readyz(request: Request) -> Readiness:
     return Readiness(status="ready", models=list(registry.snapshot().models))
 
 
-def _model_info(record: ModelRecord) -> ModelInfo:
+def _model_info(record: ModelRecord, registry: ModelRegistry | None = None) -> ModelInfo:
     manifest = record.manifest
     parameters = (
         record.handler.public_parameters if record.handler else manifest.parameters if manifest else None
@@ -221,6 +223,7 @@ def _model_info(record: ModelRecord) -> ModelInfo:
         task=record.task,
         state=record.state,
         error=record.error,
+        versions=registry.loaded_versions(record.name) if registry is not None else [],
         provider=record.provider,
         model_sha256=record.model_sha256,
         inputs=[TensorSpecOut(**s.model_dump()) for s in manifest.inputs] if manifest else None,

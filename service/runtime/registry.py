@@ -7,9 +7,7 @@ half-built registry and a later hot reload can swap versions without touching in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -32,21 +30,21 @@ from service.exceptions import (
 from service.metrics import ModelMetrics, ServedModel, publish_models, reject
 from service.runtime.inference import BatchingConfig, ModelRunner
 from service.runtime.manifest import (
-    MANIFEST_FILENAME,
     MODEL_FILENAME,
     ManifestError,
     ModelManifest,
     load_manifest,
     verify_files,
 )
+from service.runtime.memory import release_freed_memory
 from service.runtime.session import build_session, check_tensor_specs
+from service.runtime.versions import VersionPolicy, select_versions
 from service.tasks import HANDLER_FACTORIES, TaskHandler
 
 logger = logging.getLogger(__name__)
 
-_VERSION_DIR = re.compile(r"^\d+$")
-
-ModelState = Literal["ready", "failed"]
+# "unloaded": taken out through the repository API; not counted against readiness.
+ModelState = Literal["ready", "failed", "unloaded"]
 
 
 class RepositoryError(RuntimeError):
@@ -83,7 +81,16 @@ class ReloadOutcome:
 
 @dataclass(frozen=True)
 class RegistrySnapshot:
+    # Per model name, the record of its default version (the one unversioned requests get).
     models: Mapping[str, ModelRecord] = field(default_factory=lambda: MappingProxyType({}))
+    # Per model name, every version the policy selected, ready or failed (default included).
+    versions: Mapping[str, Mapping[int, ModelRecord]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class _Entry:
+    default: ModelRecord
+    versions: dict[int, ModelRecord]
 
 
 class ModelRegistry:
@@ -101,21 +108,39 @@ class ModelRegistry:
         if not root.is_dir():
             raise RepositoryError(f"model repository {root} is not a directory")
         names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        records = {name: self._load_one(name, root / name) for name in names}
+        entries = {name: self._load_one(name, root / name) for name in names}
         for pinned in sorted(set(self._settings.model_versions) - set(names)):
-            records[pinned] = ModelRecord(
-                pinned, "failed", error=f"pinned in settings but {root / pinned} is missing"
-            )
-        self._publish(records)
+            record = ModelRecord(pinned, "failed", error=f"pinned in settings but {root / pinned} is missing")
+            entries[pinned] = _Entry(record, {})
+        self._publish(entries)
 
-    def _publish(self, records: Mapping[str, ModelRecord]) -> None:
+    def _entries(self) -> dict[str, _Entry]:
+        snapshot = self._snapshot
+        return {
+            name: _Entry(record, dict(snapshot.versions.get(name, {})))
+            for name, record in snapshot.models.items()
+        }
+
+    def _publish(self, entries: Mapping[str, _Entry]) -> None:
         with self._swap_lock:
-            self._snapshot = RegistrySnapshot(MappingProxyType(dict(sorted(records.items()))))
+            ordered = dict(sorted(entries.items()))
+            self._snapshot = RegistrySnapshot(
+                MappingProxyType({name: entry.default for name, entry in ordered.items()}),
+                MappingProxyType(
+                    {name: MappingProxyType(dict(entry.versions)) for name, entry in ordered.items()}
+                ),
+            )
             publish_models(
                 ServedModel(r.name, r.version, r.provider)
-                for r in records.values()
+                for entry in ordered.values()
+                for r in entry.versions.values()
                 if r.state == "ready" and r.version is not None and r.provider is not None
             )
+
+    def policy_for(self, name: str) -> VersionPolicy:
+        return VersionPolicy.parse(
+            self._settings.model_version_policies.get(name, self._settings.version_policy)
+        )
 
     async def reload(self, name: str) -> ReloadOutcome:
         """Load the newest eligible version of one model and swap it in; refuse it if it fails to verify.
@@ -143,39 +168,79 @@ class ModelRegistry:
         try:
             if not model_dir.is_dir():
                 raise ManifestError(f"{model_dir} is missing")
-            version, version_dir = self._pick_version(name, model_dir)
-            manifest = self._read_manifest(name, version, version_dir)
-            record = await anyio.to_thread.run_sync(self._activate, name, version, version_dir, manifest)
+            selected, version = select_versions(
+                model_dir, self.policy_for(name), self._settings.model_versions.get(name)
+            )
+            entry = await anyio.to_thread.run_sync(self._activate_versions, name, selected, version)
+            if entry.default.state != "ready":
+                _retire(entry)  # versions that did load must not keep their sessions
+                raise ManifestError(entry.default.error or "failed")
         except Exception as exc:
             message = str(exc) if isinstance(exc, ManifestError) else f"{type(exc).__name__}: {exc}"
             reason = f"version {version}: {message}" if version is not None else message
             logger.error("model reload refused: name=%s version=%s reason=%s", name, version, message)
-            current = self._snapshot.models.get(name)
-            records = dict(self._snapshot.models)
-            records[name] = (
-                replace(current, last_reload_error=reason)
+            entries = self._entries()
+            current = entries.get(name)
+            entries[name] = (
+                _Entry(replace(current.default, last_reload_error=reason), current.versions)
                 if current is not None
-                else ModelRecord(name, "failed", version=version, error=message, last_reload_error=reason)
+                else _Entry(
+                    ModelRecord(name, "failed", version=version, error=message, last_reload_error=reason), {}
+                )
             )
-            self._publish(records)
-            served = current.version if current is not None and current.state == "ready" else None
+            self._publish(entries)
+            ready = current is not None and current.default.state == "ready"
+            served = current.default.version if current is not None and ready else None
             raise ReloadRefusedError(
                 f"reload of {name!r} refused: {reason}"
                 + (f"; version {served} keeps serving" if served is not None else ""),
                 [ErrorDetail(("repository", name, *(() if version is None else (str(version),))), message)],
             ) from exc
-        previous = self._snapshot.models.get(name)
-        records = dict(self._snapshot.models)
-        records[name] = record
-        self._publish(records)
-        if previous is not None and previous.runner is not None:
-            previous.runner.retire()
+        entries = self._entries()
+        previous = entries.get(name)
+        entries[name] = entry
+        self._publish(entries)
+        if previous is not None:
+            _retire(previous)
+        record = entry.default
         logger.info(
-            "model reloaded: name=%s version=%s->%s sha256=%s warmup_ms=%.1f",
-            name, previous.version if previous else None, version, (record.model_sha256 or "")[:12],
-            record.warmup_ms or 0.0,
+            "model reloaded: name=%s version=%s->%s versions=%s sha256=%s warmup_ms=%.1f",
+            name, previous.default.version if previous else None, version, sorted(entry.versions),
+            (record.model_sha256 or "")[:12], record.warmup_ms or 0.0,
         )  # fmt: skip
-        return ReloadOutcome(record, previous)
+        return ReloadOutcome(record, previous.default if previous else None)
+
+    async def unload(self, name: str, drain_timeout_seconds: float) -> ModelRecord:
+        """Take a model out of service: no new requests, drain the ones in flight, then free its sessions.
+
+        Returns the record that was serving. A model already unloaded is left as it is.
+        """
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        with anyio.CancelScope(shield=True):
+            async with self._reload_lock:
+                entries = self._entries()
+                current = entries.get(name)
+                if current is None:
+                    raise ModelNotFoundError(
+                        f"unknown model {name!r}", [ErrorDetail(("name",), "no such model")]
+                    )
+                entries[name] = _Entry(
+                    ModelRecord(name, "unloaded", version=current.default.version, error="unloaded"), {}
+                )
+                self._publish(entries)
+                runners = [r.runner for r in current.versions.values() if r.runner is not None]
+                for runner in runners:
+                    runner.retire()
+                await _drained(runners, drain_timeout_seconds)
+                del entries, runners
+                # The records above still hold the sessions; drop them before collecting.
+                versions = sorted(current.versions)
+                previous = current.default
+                del current
+                await anyio.to_thread.run_sync(release_freed_memory)
+        logger.info("model unloaded: name=%s versions=%s", name, versions)
+        return previous
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot
@@ -188,7 +253,30 @@ class ModelRegistry:
 
     def default_for(self, task: str) -> ModelRecord | None:
         # First by name among models whose manifest says this task; stable even if that model failed.
-        return next((r for r in self._snapshot.models.values() if r.task == task), None)
+        # An unloaded model was taken out on purpose, so the next one by name serves instead.
+        return next(
+            (r for r in self._snapshot.models.values() if r.task == task and r.state != "unloaded"), None
+        )
+
+    def loaded_versions(self, name: str) -> list[int]:
+        versions = self._snapshot.versions.get(name, {})
+        return sorted(v for v, r in versions.items() if r.state == "ready")
+
+    def get_version(self, name: str, version: int | None) -> ModelRecord:
+        """The record of one loaded version (the default one when ``version`` is None), or a 404 naming
+        the versions that are loaded."""
+        record = self.get(name)
+        if version is None:
+            return record
+        versions = self._snapshot.versions.get(name, {})
+        found = versions.get(version)
+        if found is None:
+            loaded = sorted(v for v, r in versions.items() if r.state == "ready")
+            raise ModelNotFoundError(
+                f"model {name!r} version {version} is not loaded (loaded versions: {loaded})",
+                [ErrorDetail(("version",), f"not loaded; loaded versions: {loaded}")],
+            )
+        return found
 
     def resolve(self, name: str | None, task: str) -> ModelRecord:
         """The ready model a request should use, or the domain error explaining why there is none."""
@@ -216,22 +304,39 @@ class ModelRegistry:
 
     def close(self) -> None:
         """Stop every model's batcher (its loop task and worker thread) at shutdown."""
-        for record in self._snapshot.models.values():
-            if record.runner is not None:
-                record.runner.close()
+        for versions in self._snapshot.versions.values():
+            for record in versions.values():
+                if record.runner is not None:
+                    record.runner.close()
 
     def not_ready(self) -> dict[str, str]:
         """Model name -> reason, for every model that is not serving; empty when all are ready."""
         models = self._snapshot.models
         if not models:
             return {"*": f"no models found in {self._settings.model_repository}"}
-        return {name: r.error or r.state for name, r in models.items() if r.state != "ready"}
+        return {
+            name: r.error or r.state for name, r in models.items() if r.state not in ("ready", "unloaded")
+        }
 
-    def _load_one(self, name: str, model_dir: Path) -> ModelRecord:
+    def _load_one(self, name: str, model_dir: Path) -> _Entry:
         version: int | None = None
+        try:
+            selected, version = select_versions(
+                model_dir, self.policy_for(name), self._settings.model_versions.get(name)
+            )
+        except Exception as exc:  # one bad model folder must not take the others down
+            message = str(exc) if isinstance(exc, ManifestError) else f"{type(exc).__name__}: {exc}"
+            logger.error("model refused: name=%s reason=%s", name, message)
+            return _Entry(ModelRecord(name, "failed", error=message), {})
+        return self._activate_versions(name, selected, version)
+
+    def _activate_versions(self, name: str, selected: Mapping[int, Path], default: int) -> _Entry:
+        versions = {version: self._load_version(name, version, path) for version, path in selected.items()}
+        return _Entry(versions[default], versions)
+
+    def _load_version(self, name: str, version: int, version_dir: Path) -> ModelRecord:
         manifest: ModelManifest | None = None
         try:
-            version, version_dir = self._pick_version(name, model_dir)
             manifest = self._read_manifest(name, version, version_dir)
             record = self._activate(name, version, version_dir, manifest)
         except Exception as exc:  # one bad artifact must not take the others down
@@ -253,40 +358,6 @@ class ModelRegistry:
             max_queue_rows=self._settings.max_queue_rows,
             inline_max_seconds=self._settings.inline_max_seconds,
         )
-
-    def _pick_version(self, name: str, model_dir: Path) -> tuple[int, Path]:
-        folders: dict[int, list[Path]] = {}
-        for path in model_dir.iterdir():
-            if path.is_dir() and _VERSION_DIR.match(path.name):
-                folders.setdefault(int(path.name), []).append(path)
-        pinned = self._settings.model_versions.get(name)
-        if pinned is not None and pinned not in folders:
-            raise ManifestError(f"pinned version {pinned} not found in {model_dir} (have {sorted(folders)})")
-        if not folders:
-            raise ManifestError(f"{model_dir}: no integer version folders")
-        version = pinned if pinned is not None else self._default_version(folders)
-        if len(folders[version]) > 1:
-            # "1" and "01" would both claim version 1; refuse to guess which one is meant.
-            raise ManifestError(
-                f"{model_dir}: ambiguous folders for version {version}: {sorted(folders[version])}"
-            )
-        return version, folders[version][0]
-
-    @staticmethod
-    def _default_version(folders: dict[int, list[Path]]) -> int:
-        """Highest version, skipping those whose manifest opts out ("default": false, e.g. an int8
-        variant that failed its quality gate). An unreadable manifest is not skipped: it gets loaded
-        and its failure reported, rather than silently serving an older version."""
-        for version in sorted(folders, reverse=True):
-            try:
-                opted_out = (
-                    json.loads((folders[version][0] / MANIFEST_FILENAME).read_text()).get("default") is False
-                )
-            except (OSError, ValueError, AttributeError):
-                opted_out = False
-            if not opted_out:
-                return version
-        return max(folders)
 
     def _read_manifest(self, name: str, version: int, version_dir: Path) -> ModelManifest:
         manifest = load_manifest(version_dir)
@@ -330,3 +401,16 @@ class ModelRegistry:
             model_sha256=manifest.files[MODEL_FILENAME].sha256,
             warmup_ms=(time.perf_counter() - started) * 1000.0,
         )
+
+
+def _retire(entry: _Entry) -> None:
+    for record in entry.versions.values():
+        if record.runner is not None:
+            record.runner.retire()
+
+
+async def _drained(runners: list[ModelRunner], timeout_seconds: float) -> None:
+    """Wait until no request is inside any of these runners, or the timeout passes."""
+    deadline = time.monotonic() + timeout_seconds
+    while any(r.in_flight for r in runners) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)

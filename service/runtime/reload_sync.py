@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 ACK_TIMEOUT_SECONDS = 10.0
+# A follower drains for less than the publisher waits for acks, so its ack can arrive in time.
+UNLOAD_DRAIN_SECONDS = 8.0
 _LOCK_FILE = ".lock"
 
 
@@ -39,6 +41,8 @@ class Published:
     generation: int
     version: int | None
     model_sha256: str | None
+    # False: the model was unloaded (repository extension); followers unload it too.
+    loaded: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,23 +76,32 @@ def _read(path: Path) -> dict[str, Any] | None:
 def _published(data: dict[str, Any] | None) -> Published | None:
     if data is None or not isinstance(data.get("generation"), int):
         return None
-    return Published(data["generation"], data.get("version"), data.get("model_sha256"))
+    return Published(
+        data["generation"], data.get("version"), data.get("model_sha256"), data.get("loaded") is not False
+    )
 
 
 def read_published(directory: Path, name: str) -> Published | None:
     return _published(_read(directory / f"{name}.json"))
 
 
-def publish(directory: Path, name: str, version: int | None, model_sha256: str | None) -> Published:
+def publish(
+    directory: Path, name: str, version: int | None, model_sha256: str | None, loaded: bool = True
+) -> Published:
     """Record what this worker now serves under the next generation; returns that publication."""
     with (directory / _LOCK_FILE).open("a") as lock:
         # Two workers reloading at once must not hand out the same generation.
         fcntl.flock(lock, fcntl.LOCK_EX)
         previous = read_published(directory, name)
-        published = Published((previous.generation if previous else 0) + 1, version, model_sha256)
+        published = Published((previous.generation if previous else 0) + 1, version, model_sha256, loaded)
         _write_atomically(
             directory / f"{name}.json",
-            {"generation": published.generation, "version": version, "model_sha256": model_sha256},
+            {
+                "generation": published.generation,
+                "version": version,
+                "model_sha256": model_sha256,
+                "loaded": loaded,
+            },
         )
     write_ack(directory, name, published)
     return published
@@ -188,7 +201,14 @@ async def _poll_once(
 
 async def _follow(directory: Path, registry: ModelRegistry, name: str, published: Published) -> None:
     current = registry.snapshot().models.get(name)
-    if current is None or (current.version, current.model_sha256) != (
+    if not published.loaded:
+        if current is not None and current.state != "unloaded":
+            logger.info("reload watcher: unloading name=%s generation=%d", name, published.generation)
+            await registry.unload(name, UNLOAD_DRAIN_SECONDS)
+        gone = Published(published.generation, None, None)
+        await anyio.to_thread.run_sync(write_ack, directory, name, gone)
+        return
+    if current is None or current.state == "unloaded" or (current.version, current.model_sha256) != (
         published.version,
         published.model_sha256,
     ):
