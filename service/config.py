@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.config_forms import parse_list, parse_mapping
 
 MIB = 1024 * 1024
 
@@ -44,6 +46,31 @@ class Settings(BaseSettings):
         default=5_000,
         gt=0,
         description="Most characters per text (422 above); tokens beyond max_tokens are cut.",
+    )
+    max_prompt_chars: int = Field(
+        default=4_096, gt=0, description="Most characters in a generation prompt (422 above)."
+    )
+    max_new_tokens: int = Field(
+        default=2_048, gt=0, description="Largest max_new_tokens / max_tokens a generation may ask for (422 above)."
+    )
+    max_streams_per_model: int = Field(
+        default=128,
+        gt=0,
+        description=(
+            "Generations one worker process runs at once per model (prefilling or decoding); "
+            "503 + Retry-After above."
+        ),
+    )
+    prefill_chunk_tokens: int = Field(
+        default=64,
+        gt=0,
+        description=(
+            "Prompt tokens per prefill session.run; a long prompt is fed in chunks between decode steps, "
+            "so running streams wait at most one chunk for it."
+        ),
+    )
+    max_sequences_per_request: int = Field(
+        default=256, gt=0, description="Most sequences in one /v1/classify request."
     )
     batching_enabled: bool = Field(
         default=True, description="Coalesce rows of concurrent requests into one session.run per model."
@@ -106,9 +133,33 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Inference time budget (504 above)."
     )
-    model_versions: dict[str, Annotated[int, Field(ge=0)]] = Field(
+    model_versions: Annotated[dict[str, Annotated[int, Field(ge=0)]], NoDecode] = Field(
         default_factory=dict,
-        description='Pin a version per model name, e.g. {"m4-hourly": 1}; default: highest version folder.',
+        description=(
+            'Pin a version per model name, as JSON {"m4-hourly": 1} or m4-hourly=1,sst2-bilstm=2; '
+            "default: highest version folder."
+        ),
+    )
+    version_policy: str = Field(
+        default="default",
+        description=(
+            "Which version folders of each model to load, as Triton's version_policy: default (only the "
+            "version unversioned requests get), latest, latest:N, all, or specific:1,3."
+        ),
+    )
+    model_version_policies: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-model version policy, e.g. {"m4-hourly": "latest:2"}; others use version_policy.',
+    )
+    max_tensor_rows_per_request: int = Field(
+        default=256,
+        gt=0,
+        description="Most rows (first-axis length) in one V2 request to a generic tensor model.",
+    )
+    unload_drain_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a model unload waits for in-flight requests before freeing the session.",
     )
     host: str = Field(default="127.0.0.1", description="Interface uvicorn binds to.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port uvicorn listens on.")
@@ -122,25 +173,40 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         default="info", description="Log level for the service and uvicorn."
     )
-    api_keys: list[SecretStr] = Field(
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description=(
-            'API keys as a JSON list, e.g. ["k1", "k2"]; when set, /v1 routes need one in '
-            "Authorization: Bearer <key> or X-API-Key: <key> (401 otherwise). Empty = no authentication."
+            'API keys, comma-separated (k1,k2) or a JSON list (["k1", "k2"]); when set, /v1 routes '
+            "need one in Authorization: Bearer <key> or X-API-Key: <key> (401 otherwise); "
+            "empty = no authentication."
         ),
     )
     auth_protect_health_and_metrics: bool = Field(
         default=False, description="With api_keys set, also require a key on /healthz, /readyz and /metrics."
     )
-    cors_allow_origins: list[str] = Field(
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description='Origins allowed by CORS as a JSON list, e.g. ["https://app.example"]; empty = no CORS.',
+        description=(
+            "Origins allowed by CORS, comma-separated (https://a.example,https://b.example) or a JSON list; "
+            "empty = no CORS."
+        ),
     )
     graceful_shutdown_seconds: int = Field(
         default=30,
         gt=0,
         description="On SIGTERM, how long in-flight requests may take to finish before they are cancelled.",
     )
+
+    # NoDecode above: the environment's raw string reaches these, so both forms can be accepted.
+    @field_validator("api_keys", "cors_allow_origins", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: object) -> object:
+        return parse_list(value) if isinstance(value, str) else value
+
+    @field_validator("model_versions", mode="before")
+    @classmethod
+    def _mapping_from_text(cls, value: object) -> object:
+        return parse_mapping(value) if isinstance(value, str) else value
 
     @field_validator("api_keys")
     @classmethod

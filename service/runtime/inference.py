@@ -7,7 +7,7 @@ row-aligned outputs back; whether rows were coalesced with other requests is inv
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +56,17 @@ class ModelRunner:
         # Hot reload: a replaced runner is retired; its batcher closes once the requests in it finish.
         self._in_flight = 0
         self._retired = False
+        # Schedulers a task runs itself (continuous batching) stop with the runner.
+        self._close_hooks: list[Callable[[], None]] = []
 
     @property
     def rows_per_run(self) -> int | None:
         return self._rows_per_run
+
+    @property
+    def in_flight(self) -> int:
+        """Requests inside ``run`` or ``run_direct`` now (an unload waits for this to reach 0)."""
+        return self._in_flight
 
     def set_paddable(self, pad_values: Mapping[str, int | float]) -> None:
         """Declare inputs whose graph masks right-padding, so rows of different widths may share a batch."""
@@ -69,17 +76,33 @@ class ModelRunner:
 
     async def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
         """Run all rows off the event loop; through the micro-batcher when batching is on."""
-        if self._batching is None or self._retired:
-            # A request that resolved this runner just before a reload swapped it out still gets its
-            # answer from this version, without its (closed) batcher.
-            return await self._run_unbatched(feeds)
         self._in_flight += 1
         try:
+            if self._batching is None or self._retired:
+                # A request that resolved this runner just before a reload swapped it out still gets its
+                # answer from this version, without its (closed) batcher.
+                return await self._run_unbatched(feeds)
             return await self._get_batcher().submit(dict(feeds))
         finally:
             self._in_flight -= 1
             if self._retired and self._in_flight == 0:
                 self.close()
+
+    async def run_direct(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        """One session.run over whole tensors, off the event loop, for graphs without a leading batch
+        axis (e.g. LSTM state [layers, batch, hidden]): no batching, no row checks."""
+        self._in_flight += 1
+        try:
+            return await anyio.to_thread.run_sync(self._run_whole, dict(feeds), abandon_on_cancel=True)
+        finally:
+            self._in_flight -= 1
+
+    def _run_whole(self, feeds: Arrays) -> Arrays:
+        try:
+            results = self._session.run(self._output_names, feeds)
+        except Exception as exc:
+            raise InferenceError(f"{self._label}: onnxruntime failed: {exc!r}") from exc
+        return {name: np.asarray(value) for name, value in zip(self._output_names, results, strict=True)}
 
     def retire(self) -> None:
         """Take no new batched work; close the batcher now if idle, else when its last request is answered.
@@ -93,6 +116,38 @@ class ModelRunner:
     def close(self) -> None:
         if self._batcher is not None:
             self._batcher.close()
+        for hook in self._close_hooks:
+            hook()
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        self._close_hooks.append(hook)
+
+    @property
+    def observer(self) -> BatchObserver | None:
+        return self._observer
+
+    def run_stateful(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        """One blocking session.run for a task that batches itself, e.g. recurrent state [L, B, H].
+
+        The batch axis is not necessarily axis 0 here, so feeds are neither split nor coalesced and
+        outputs are checked against the manifest's rank and fixed dimensions only. Call it from a
+        worker thread, never on the event loop.
+        """
+        try:
+            results = self._session.run(self._output_names, dict(feeds))
+        except Exception as exc:
+            raise InferenceError(f"{self._label}: onnxruntime failed: {exc!r}") from exc
+        outputs: Arrays = {}
+        for spec, value in zip(self._outputs, results, strict=True):
+            array = np.asarray(value)
+            if array.ndim != len(spec.shape) or any(
+                want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
+            ):
+                raise InferenceError(
+                    f"{self._label}: output {spec.name!r} has shape {list(array.shape)}, manifest {spec.shape}"
+                )
+            outputs[spec.name] = array
+        return outputs
 
     def _get_batcher(self) -> MicroBatcher:
         if self._batcher is None:
