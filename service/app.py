@@ -18,9 +18,14 @@ from service.http.errors import install_error_handlers
 from service.http.limits import BodySizeLimitMiddleware
 from service.http.metrics_middleware import HttpMetricsMiddleware
 from service.http.v1 import router
+from service.http.v1_classify import router as classify_router
+from service.http.v1_generate import router as generate_router
+from service.http.v2 import router as v2_router
+from service.http.v2_repository import router as v2_repository_router
 from service.metrics import mark_started
 from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
 from service.runtime.providers import choose_providers
+from service.runtime.drain import Drain
 from service.runtime.registry import ModelRegistry
 from service.runtime.reload_sync import watching
 
@@ -51,14 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = registry
         settle_garbage_collector()
         mark_started()
+        # From here on a SIGTERM first fails readiness for drain_seconds (service/runtime/drain.py).
+        drain.install()
         # With several workers, follow reloads that other workers publish (no-op with one worker).
         async with watching(settings.reload_dir, registry):
             yield
+        drain.uninstall()
         registry.close()
         mark_worker_exit()
 
+    drain = Drain(settings.drain_seconds)
     app = FastAPI(title="seqserve", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.drain = drain
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.api_keys:
         # Outside the body limit: an unauthenticated client is refused before any body is read.
@@ -74,13 +84,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.cors_allow_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-            expose_headers=["Retry-After"],
+            allow_headers=[
+                "Authorization", "X-API-Key", "Content-Type", "Content-Encoding",
+                "Inference-Header-Content-Length",
+            ],
+            expose_headers=["Retry-After", "Inference-Header-Content-Length"],
         )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(generate_router)
+    app.include_router(classify_router)
+    app.include_router(v2_router)
+    app.include_router(v2_repository_router)
     app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))
     # Added last, so it wraps the body limit and sees its 413s too. FastAPI keeps an included router
     # as one opaque entry, so its own routes are listed for matching route templates.
-    app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *router.routes])
+    routers = (router, generate_router, classify_router, v2_router, v2_repository_router)
+    own_routes = [route for included in routers for route in included.routes]
+    app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *own_routes])
     return app

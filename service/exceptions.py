@@ -69,3 +69,9 @@ class ReloadRefusedError(ServiceError):
     """A hot reload found a version that fails verification; the version already serving stays."""
 
     error_type = "reload_refused"
+
+
+class PayloadTooLargeError(ServiceError):
+    """A body over max_body_bytes found after decoding (e.g. decompressed); plain bodies are refused earlier."""
+
+    error_type = "payload_too_large"

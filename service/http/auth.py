@@ -23,9 +23,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.exceptions import ErrorDetail
-from service.http.responses import error_content
+from service.http.responses import error_content, is_v2_path
 
-_HEALTH_AND_METRICS = frozenset({"/healthz", "/readyz", "/metrics"})
+_HEALTH_AND_METRICS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer"},
     "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -34,9 +34,9 @@ _SECURITY_SCHEMES = {
 
 def is_protected(path: str, protect_health_and_metrics: bool) -> bool:
     """Whether a request path (or an OpenAPI path template) needs a key when keys are configured."""
-    if path == "/v1" or path.startswith("/v1/"):
-        return True
-    return protect_health_and_metrics and path in _HEALTH_AND_METRICS
+    if path in _HEALTH_AND_METRICS:
+        return protect_health_and_metrics
+    return path in ("/v1", "/v2") or path.startswith(("/v1/", "/v2/"))
 
 
 def install_security_schemes(app: FastAPI, protect_health_and_metrics: bool = False) -> None:
@@ -74,11 +74,12 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         candidates = list(_presented_keys(scope["headers"]))
+        v2 = is_v2_path(scope["path"])
         if not candidates:
-            await _reject(send, "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>")
+            await _reject(send, "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>", v2)
             return
         if not self._any_valid(candidates):
-            await _reject(send, "invalid API key")
+            await _reject(send, "invalid API key", v2)
             return
         await self.app(scope, receive, send)
 
@@ -106,9 +107,9 @@ def _presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> Iterable[bytes]:
                 yield token
 
 
-async def _reject(send: Send, message: str) -> None:
+async def _reject(send: Send, message: str, v2: bool) -> None:
     detail = ErrorDetail(("header", "authorization"), message)
-    body = orjson.dumps(error_content("unauthorized", message, [detail]))
+    body = orjson.dumps({"error": message} if v2 else error_content("unauthorized", message, [detail]))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -18,11 +18,12 @@ from service.exceptions import (
     ModelNotFoundError,
     ModelUnavailableError,
     NotReadyError,
+    PayloadTooLargeError,
     QueueFullError,
     ReloadRefusedError,
     ServiceError,
 )
-from service.http.responses import error_response
+from service.http.responses import error_response, is_v2_path, v2_error_response
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,12 @@ STATUS_CODES: dict[type[ServiceError], int] = {
     InferenceTimeoutError: 504,
     InferenceError: 500,
     ReloadRefusedError: 409,
+    PayloadTooLargeError: 413,
 }
+
+# The Open Inference Protocol answers every client error with 400 (Triton does the same for a refused
+# model load); the other statuses are shared with /v1.
+_V2_STATUS_OVERRIDES: dict[type[ServiceError], int] = {InvalidInputError: 400, ReloadRefusedError: 400}
 
 # Domain locs are relative to what the client sent; this says where that was.
 _LOC_ROOTS: dict[type[ServiceError], str] = {InvalidInputError: "body", ModelNotFoundError: "path"}
@@ -58,15 +64,22 @@ async def _service_error(request: Request, exc: ServiceError) -> Response:
     status = _status_for(exc)
     if status >= 500 and status not in (503, 504):
         return _server_fault(request, exc)
-    root = next((_LOC_ROOTS[cls] for cls in type(exc).__mro__ if cls in _LOC_ROOTS), None)
-    details = [ErrorDetail((root, *d.loc) if root else d.loc, d.msg) for d in exc.details]
     # Backpressure is transient: a queue drains in milliseconds, so a one-second retry is generous.
     headers = {"Retry-After": "1"} if isinstance(exc, QueueFullError) else None
+    if is_v2_path(request.url.path):
+        overrides = _V2_STATUS_OVERRIDES
+        status = next((overrides[c] for c in type(exc).__mro__ if c in overrides), status)
+        return v2_error_response(status, exc.message, exc.details, headers=headers)
+    root = next((_LOC_ROOTS[cls] for cls in type(exc).__mro__ if cls in _LOC_ROOTS), None)
+    details = [ErrorDetail((root, *d.loc) if root else d.loc, d.msg) for d in exc.details]
     return error_response(status, exc.error_type, exc.message, details, headers=headers)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
+    if is_v2_path(request.url.path):
+        details = [ErrorDetail(tuple(e["loc"]), str(e["msg"])) for e in errors]
+        return v2_error_response(400, "the request does not match the protocol", details)
     invalid_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if invalid_json is not None:
         reason = (invalid_json.get("ctx") or {}).get("error", "invalid JSON")
@@ -82,6 +95,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if is_v2_path(request.url.path):
+        return v2_error_response(exc.status_code, str(exc.detail), headers=exc.headers)
     error_type = _HTTP_TYPES.get(exc.status_code, "http_error")
     # FastAPI raises a bare 400 only when it cannot decode the body (e.g. not UTF-8 or nested too deep).
     details = [ErrorDetail(("body",), str(exc.detail))] if exc.status_code == 400 else []
@@ -96,4 +111,7 @@ def _server_fault(request: Request, exc: Exception) -> Response:
     # Only genuine server faults get here; the id ties the client's report to the logged traceback.
     error_id = uuid.uuid4().hex[:16]
     logger.error("internal error id=%s %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", f"internal server error (error id {error_id})")
+    message = f"internal server error (error id {error_id})"
+    if is_v2_path(request.url.path):
+        return v2_error_response(500, message)
+    return error_response(500, "internal_error", message)

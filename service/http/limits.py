@@ -6,7 +6,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.exceptions import ErrorDetail
-from service.http.responses import error_content
+from service.http.responses import error_content, is_v2_path
 
 
 class _BodyTooLargeError(Exception):
@@ -25,8 +25,9 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
+        v2 = is_v2_path(scope["path"])
         if declared is not None and declared > self.max_body_bytes:
-            await self._reject(send, f"Content-Length {declared} exceeds {self.max_body_bytes} bytes")
+            await self._reject(send, f"Content-Length {declared} exceeds {self.max_body_bytes} bytes", v2)
             return
 
         received = 0
@@ -58,10 +59,15 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not response_started:
-            await self._reject(send, f"request body exceeds {self.max_body_bytes} bytes")
+            await self._reject(send, f"request body exceeds {self.max_body_bytes} bytes", v2)
 
-    async def _reject(self, send: Send, message: str) -> None:
-        body = orjson.dumps(error_content("payload_too_large", message, [ErrorDetail(("body",), message)]))
+    async def _reject(self, send: Send, message: str, v2: bool) -> None:
+        content = (
+            {"error": message}
+            if v2
+            else error_content("payload_too_large", message, [ErrorDetail(("body",), message)])
+        )
+        body = orjson.dumps(content)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         # Tell the client we will not read the rest, so keep-alive does not try to reuse the connection.
         headers.append((b"connection", b"close"))

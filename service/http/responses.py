@@ -55,3 +55,21 @@ def error_response(
     return OrjsonResponse(
         error_content(error_type, message, details), status_code=status_code, headers=headers
     )
+
+
+def is_v2_path(path: str) -> bool:
+    """Open Inference Protocol routes answer errors as ``{"error": "message"}``, not the /v1 shape."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def v2_error_response(
+    status_code: int,
+    message: str,
+    details: list[ErrorDetail] | tuple[ErrorDetail, ...] = (),
+    headers: Mapping[str, str] | None = None,
+) -> OrjsonResponse:
+    """The protocol's one-string error; each detail's location and reason are folded into it."""
+    parts = [message, *(f"{'.'.join(map(str, d.loc))}: {d.msg}" if d.loc else d.msg for d in details)]
+    # A detail often repeats the message (codec errors); say it once.
+    text = "; ".join(dict.fromkeys(parts))
+    return OrjsonResponse({"error": text}, status_code=status_code, headers=headers)

@@ -97,6 +97,10 @@ class ModelRunner:
         finally:
             self._in_flight -= 1
 
+    def run_whole_sync(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        """Blocking ``run_direct`` for start-up warm-up."""
+        return self._run_whole(dict(feeds))
+
     def _run_whole(self, feeds: Arrays) -> Arrays:
         try:
             results = self._session.run(self._output_names, feeds)
@@ -144,7 +148,8 @@ class ModelRunner:
                 want not in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
             ):
                 raise InferenceError(
-                    f"{self._label}: output {spec.name!r} has shape {list(array.shape)}, manifest {spec.shape}"
+                    f"{self._label}: output {spec.name!r} has shape {list(array.shape)}, "
+                    f"manifest {spec.shape}"
                 )
             outputs[spec.name] = array
         return outputs

@@ -16,8 +16,11 @@ import numpy as np
 from service.config import Settings
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ModelManifest, TensorSpec
+from service.tasks.classify import ClassifyHandler
 from service.tasks.forecast import ForecastHandler
+from service.tasks.generate import GenerateHandler
 from service.tasks.sentiment import SentimentHandler
+from service.tasks.tensor import TensorHandler
 
 Tensors = dict[str, np.ndarray[Any, Any]]
 
@@ -58,4 +61,7 @@ class HandlerFactory(Protocol):
 HANDLER_FACTORIES: dict[str, HandlerFactory] = {
     "forecast": ForecastHandler.from_manifest,
     "sentiment": SentimentHandler.from_manifest,
+    "generate": GenerateHandler.from_manifest,
+    "classify": ClassifyHandler.from_manifest,
+    "tensor": TensorHandler.from_manifest,
 }
