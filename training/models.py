@@ -147,3 +147,103 @@ class BiLSTMSentiment(nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Class probabilities FP32 [B, C] (softmax inside, so raw-ONNX clients get probabilities)."""
         return torch.softmax(self.logits(input_ids, lengths), dim=-1)
+
+
+class CharLSTM(nn.Module):
+    """Character-level LSTM language model with explicit state in and out.
+
+    ``forward`` is the served graph: token ids ``[B, T]`` and state ``h``, ``c`` ``[L, B, H]`` in;
+    the logits of the *last* step ``[B, V]`` and the new state out. The same graph serves prompt
+    prefill (T = prompt length) and decoding (T = 1). ``step_logits`` returns every step's logits
+    for training and scoring.
+    """
+
+    def __init__(
+        self, vocab_size: int, embed_dim: int = 128, hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.lstm = nn.LSTM(
+            embed_dim, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def step_logits(
+        self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits of every step ``[B, T, V]`` and the final state."""
+        out, (h_out, c_out) = self.lstm(self.embedding(tokens), (h, c))
+        logits: torch.Tensor = self.head(self.dropout(out))
+        return logits, h_out, c_out
+
+    def forward(
+        self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, (h_out, c_out) = self.lstm(self.embedding(tokens), (h, c))
+        logits: torch.Tensor = self.head(out[:, -1, :])
+        return logits, h_out, c_out
+
+    def zero_state(self, batch: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (self.num_layers, batch, self.hidden_size)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+
+class RowLSTMClassifier(nn.Module):
+    """Classifies a sequence of feature vectors (MNIST: 28 rows of 28 raw 0-255 pixels) from the LSTM's
+    last hidden state.
+
+    Scaling to the training distribution and the softmax live inside the module, so the exported
+    graph takes raw values and returns probabilities.
+    """
+
+    def __init__(
+        self,
+        feature_size: int = 28,
+        num_classes: int = 10,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        value_scale: float = 255.0,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+    ) -> None:
+        super().__init__()
+        self.value_scale = value_scale
+        self.mean = mean
+        self.std = std
+        self.lstm = nn.LSTM(
+            feature_size, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def logits(self, sequences: torch.Tensor) -> torch.Tensor:
+        """sequences FP32 [B, T, F] in raw units; returns logits [B, C]."""
+        x = (sequences / self.value_scale - self.mean) / self.std
+        _, (h_n, _) = self.lstm(x)
+        logits: torch.Tensor = self.head(self.dropout(h_n[-1]))
+        return logits
+
+    def forward(self, sequences: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(sequences), dim=-1)
+
+
+class NextStepLSTM(nn.Module):
+    """A small one-step-ahead LSTM over standardized values: the repository's generic ONNX example.
+
+    It is served as a plain tensor model (``"task": "tensor"``): x [batch, time, 1] in, y [batch, 1] out,
+    with no seqserve-specific pre- or post-processing, as a user's own ONNX LSTM would be.
+    """
+
+    def __init__(self, hidden_size: int = 32) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(1, hidden_size, batch_first=True)
+        self.head = nn.Linear(hidden_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1, :])
