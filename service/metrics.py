@@ -92,6 +92,30 @@ FORECAST_INPUT_LENGTH = Histogram(
     ["model"], buckets=INPUT_LENGTH_BUCKETS,
 )  # fmt: skip
 
+# Generation: time to first token includes queueing for a slot's prefill; inter-token is one decode step.
+TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+INTER_TOKEN_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 0.5, 1.0)
+GENERATION_TTFT = Histogram(
+    "seqserve_generation_time_to_first_token_seconds",
+    "Time from a generation's admission to its first token (prefill included).",
+    ["model"], buckets=TTFT_BUCKETS,
+)  # fmt: skip
+GENERATION_INTER_TOKEN = Histogram(
+    "seqserve_generation_inter_token_seconds", "Time between consecutive tokens of one generation.",
+    ["model"], buckets=INTER_TOKEN_BUCKETS,
+)  # fmt: skip
+GENERATED_TOKENS = Counter(
+    "seqserve_generated_tokens_total", "Tokens generated, over all streams.", ["model"]
+)
+GENERATION_ACTIVE_STREAMS = Gauge(
+    "seqserve_generation_active_streams", "Generations admitted and not yet finished or cancelled.",
+    ["model"], multiprocess_mode="livesum",
+)  # fmt: skip
+GENERATION_STREAMS_PER_STEP = Histogram(
+    "seqserve_generation_streams_per_step", "Streams advanced by one decode session.run.",
+    ["model"], buckets=BATCH_ROW_BUCKETS,
+)  # fmt: skip
+
 
 def multiprocess_enabled() -> bool:
     return "PROMETHEUS_MULTIPROC_DIR" in os.environ
@@ -189,6 +213,18 @@ def register_sentiment_model(model: str, labels: Iterable[str]) -> None:
 def count_sentiment_labels(model: str, labels: Iterable[str]) -> None:
     for label in labels:
         SENTIMENT_PREDICTIONS.labels(model, label).inc()
+
+
+class GenerationMetrics:
+    """One generate model's series, bound once and created at 0 (the scheduler records from its thread)."""
+
+    def __init__(self, model: str) -> None:
+        self.ttft = GENERATION_TTFT.labels(model)
+        self.inter_token = GENERATION_INTER_TOKEN.labels(model)
+        self.tokens = GENERATED_TOKENS.labels(model)
+        # Only ever inc/dec: a hot reload binds again while the old version's streams still count.
+        self.active_streams = GENERATION_ACTIVE_STREAMS.labels(model)
+        self.streams_per_step = GENERATION_STREAMS_PER_STEP.labels(model)
 
 
 def register_forecast_model(model: str) -> None:

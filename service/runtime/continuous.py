@@ -1,0 +1,289 @@
+"""Continuous (iteration-level) batching for recurrent generation, as Orca and vLLM do for transformers.
+
+One scheduler thread per model loops over *iterations*. Each iteration:
+
+1. takes the streams admitted since the last one, and drops cancelled ones (a client that hung up
+   leaves before the next ``session.run``);
+2. feeds prompts in chunks of at most ``chunk_tokens`` (prefill). Chunks of equal length share one
+   ``session.run``; the chunks run per iteration add up to about ``chunk_tokens`` time steps, so a
+   long prompt delays the running streams by one chunk at a time, never by its whole length;
+3. runs **one** decode ``session.run`` over every decoding stream: their last tokens ``[B, 1]`` and
+   their recurrent state, kept gathered as ``[L, B, H]`` so a step needs no copy unless the set of
+   streams changed. Streams that finished prefill join this step; finished ones leave right after it.
+
+The graph returns bitwise-identical rows whatever the batch size (measured, and tested by comparing
+texts alone and beside 63 other streams), and each stream samples with its own generator, so a stream's
+text does not depend on what else runs. The state exists only in this thread, for the life of its
+stream. Session runs release the GIL, so the event loop keeps serving meanwhile; the loop is woken once
+per iteration for every stream that got tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.metrics import GenerationMetrics
+from service.runtime.inference import ModelRunner
+
+logger = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+
+
+class Job(Protocol):
+    """One generation as the scheduler sees it. ``pick``, ``advance`` and ``fail`` run on its thread."""
+
+    prompt: Array  # 1-D int64 token ids, at least one
+    cancelled: bool  # set from the event loop; the stream leaves before the next session.run
+    loop: asyncio.AbstractEventLoop
+
+    def pick(self, logits: Array) -> int: ...
+
+    def advance(self, token: int) -> bool:
+        """Take the next token; True when the stream is finished."""
+        ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+    def wake(self) -> None:
+        """On the event loop: new tokens (or the end) are ready to read."""
+        ...
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """Tensor names of a graph that serves prefill (T = prompt chunk) and decode (T = 1)."""
+
+    token_input: str
+    state_inputs: tuple[str, ...]
+    state_outputs: tuple[str, ...]
+    logits_output: str
+    num_layers: int
+    hidden_size: int
+
+    def zero_state(self, rows: int) -> list[Array]:
+        shape = (self.num_layers, rows, self.hidden_size)
+        return [np.zeros(shape, dtype=np.float32) for _ in self.state_inputs]
+
+
+@dataclass(eq=False)
+class _Stream:
+    job: Job
+    admitted: float
+    cursor: int = 0  # prompt tokens fed so far
+    state: list[Array] = field(default_factory=list)  # [L, 1, H] per state tensor while prefilling
+    last_token_at: float = 0.0
+    next_token: int = 0  # the decode input once prefill is done
+
+
+class ContinuousScheduler:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        graph: StepGraph,
+        chunk_tokens: int,
+        metrics: GenerationMetrics,
+        label: str,
+    ) -> None:
+        self._runner = runner
+        self._graph = graph
+        self._chunk = chunk_tokens
+        self._metrics = metrics
+        self._label = label
+        self._cond = threading.Condition()
+        self._pending: list[_Stream] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # Owned by the scheduler thread only.
+        self._prefilling: list[_Stream] = []
+        self._decoding: list[_Stream] = []
+        self._states: list[Array] = graph.zero_state(0)
+        self._next_tokens = np.zeros(0, dtype=np.int64)
+        self._touched: list[_Stream] = []
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            self._pending.append(_Stream(job, time.perf_counter(), state=self._graph.zero_state(1)))
+            if self._thread is None:
+                # Started on demand, and again after close(): a request that resolved this model just
+                # before a hot reload swapped it out still finishes on it.
+                self._thread = threading.Thread(
+                    target=self._loop, name=f"generate-{self._label}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Take the thread down once the streams it has are finished."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._prefilling or self._decoding):
+                    if self._closed:
+                        self._thread = None
+                        return
+                    self._cond.wait()
+                self._prefilling.extend(self._pending)
+                self._pending.clear()
+            try:
+                self._iteration()
+            except Exception as exc:  # never leave streams hanging on a bug: fail them all, carry on
+                logger.exception("generation scheduler %s failed", self._label)
+                for stream in [*self._prefilling, *self._decoding]:
+                    self._fail(stream, exc)
+                self._prefilling.clear()
+                self._keep_decoding([])
+            self._wake_touched()
+
+    def _iteration(self) -> None:
+        self._prefilling = [s for s in self._prefilling if not s.job.cancelled]
+        if any(s.job.cancelled for s in self._decoding):
+            self._keep_decoding([i for i, s in enumerate(self._decoding) if not s.job.cancelled])
+        joined = self._prefill() if self._prefilling else []
+        if joined:
+            self._join(joined)
+        if self._decoding:
+            self._decode()
+
+    def _prefill(self) -> list[_Stream]:
+        """One chunk for as many prefilling streams as the budget allows; returns those now decoding."""
+        groups: dict[int, list[_Stream]] = defaultdict(list)
+        for stream in self._prefilling:  # in admission order, so the oldest group goes first
+            size = min(self._chunk, stream.job.prompt.size - stream.cursor)
+            groups[size].append(stream)
+        joined: list[_Stream] = []
+        steps = 0
+        for size, streams in groups.items():
+            if steps and steps + size > self._chunk:
+                break
+            steps += size
+            joined.extend(self._prefill_group(size, streams))
+        done = {id(s) for s in joined}
+        self._prefilling = [s for s in self._prefilling if id(s) not in done and not s.job.cancelled]
+        return [s for s in joined if not s.job.cancelled]
+
+    def _prefill_group(self, size: int, streams: list[_Stream]) -> list[_Stream]:
+        graph = self._graph
+        tokens = np.stack([s.job.prompt[s.cursor : s.cursor + size] for s in streams])
+        feeds = {graph.token_input: tokens}
+        for i, name in enumerate(graph.state_inputs):
+            feeds[name] = np.concatenate([s.state[i] for s in streams], axis=1)
+        outputs = self._run(feeds, streams)
+        if outputs is None:
+            return []
+        logits = outputs[graph.logits_output]
+        now = time.perf_counter()
+        joined = []
+        for row, stream in enumerate(streams):
+            stream.cursor += size
+            stream.state = [outputs[name][:, row : row + 1] for name in graph.state_outputs]
+            if stream.cursor < stream.job.prompt.size:
+                continue
+            # Prompt done: its last logits give the first token.
+            stream.next_token = stream.job.pick(logits[row])
+            self._metrics.ttft.observe(now - stream.admitted)
+            self._metrics.tokens.inc()
+            stream.last_token_at = now
+            self._touched.append(stream)
+            if not stream.job.advance(stream.next_token):
+                joined.append(stream)
+        return joined
+
+    def _join(self, streams: list[_Stream]) -> None:
+        """Append prefilled streams to the decode batch, gathering their state along the batch axis."""
+        self._states = [
+            np.concatenate([batch, *(s.state[i] for s in streams)], axis=1)
+            for i, batch in enumerate(self._states)
+        ]
+        joining = np.asarray([s.next_token for s in streams], dtype=np.int64)
+        self._next_tokens = np.concatenate([self._next_tokens, joining])
+        for stream in streams:
+            stream.state = []
+        self._decoding.extend(streams)
+
+    def _decode(self) -> None:
+        graph = self._graph
+        streams = self._decoding
+        feeds = {graph.token_input: self._next_tokens[:, None]}
+        feeds.update(zip(graph.state_inputs, self._states, strict=True))
+        outputs = self._run(feeds, streams)
+        if outputs is None:
+            self._keep_decoding([])
+            return
+        self._states = [outputs[name] for name in graph.state_outputs]
+        logits = outputs[graph.logits_output]
+        now = time.perf_counter()
+        keep: list[int] = []
+        tokens = np.empty(len(streams), dtype=np.int64)
+        inter_token = self._metrics.inter_token
+        for row, stream in enumerate(streams):
+            job = stream.job
+            tokens[row] = token = job.pick(logits[row])
+            inter_token.observe(now - stream.last_token_at)
+            stream.last_token_at = now
+            self._touched.append(stream)
+            if not job.advance(token) and not job.cancelled:
+                keep.append(row)
+        self._next_tokens = tokens
+        self._metrics.tokens.inc(len(streams))
+        self._metrics.streams_per_step.observe(len(streams))
+        if len(keep) != len(streams):
+            self._keep_decoding(keep)
+
+    def _keep_decoding(self, rows: Sequence[int]) -> None:
+        """Leave only these decode rows (finished, cancelled and failed streams leave at once)."""
+        index = np.asarray(rows, dtype=np.int64)
+        self._decoding = [self._decoding[i] for i in rows]
+        self._states = [np.ascontiguousarray(state[:, index]) for state in self._states]
+        self._next_tokens = self._next_tokens[index]
+
+    def _run(self, feeds: dict[str, Array], streams: list[_Stream]) -> dict[str, Array] | None:
+        started = time.perf_counter()
+        try:
+            outputs = self._runner.run_stateful(feeds)
+        except Exception as exc:
+            # A failed run reaches exactly the streams that were in it.
+            logger.error("generation step failed for %d streams of %s: %r", len(streams), self._label, exc)
+            for stream in streams:
+                self._fail(stream, exc)
+            self._prefilling = [s for s in self._prefilling if s not in streams]
+            return None
+        observer = self._runner.observer
+        if observer is not None:
+            observer.batch_done(len(streams), [], time.perf_counter() - started)
+        return outputs
+
+    def _fail(self, stream: _Stream, error: BaseException) -> None:
+        stream.job.fail(error)
+        self._touched.append(stream)
+
+    def _wake_touched(self) -> None:
+        if not self._touched:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = defaultdict(list)
+        for stream in self._touched:
+            by_loop[stream.job.loop].append(stream.job)
+        self._touched = []
+        for loop, jobs in by_loop.items():
+            # A closed loop (RuntimeError) has nobody waiting for these streams any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_wake_all, jobs)
+
+
+def _wake_all(jobs: list[Job]) -> None:
+    for job in jobs:
+        job.wake()

@@ -1,0 +1,223 @@
+"""Generation task: a recurrent language model served with continuous batching. No HTTP here.
+
+The manifest names the graph's token input, its state inputs/outputs ``[L, B, H]`` and its logits
+output ``[B, V]`` (last step only); one graph serves prefill (T = prompt length) and decode (T = 1).
+The vocabulary ships beside the graph (``vocab.json``, checksummed): token id i is ``chars[i]``.
+A prompt character outside it is refused by position, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from service import metrics
+from service.config import Settings
+from service.exceptions import ErrorDetail, InvalidInputError, QueueFullError
+from service.runtime.continuous import ContinuousScheduler, StepGraph
+from service.runtime.inference import ModelRunner
+from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
+from service.tasks.generate_stream import GenerationRequest, GenerationStream
+
+WARM_UP_PROMPT = "ROMEO:\n"
+# At most this many unknown characters are listed in one error (the prompt may be thousands long).
+MAX_REPORTED_CHARACTERS = 10
+
+
+class GenerateParameters(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    vocab: str
+    num_layers: Annotated[int, Field(gt=0)]
+    hidden_size: Annotated[int, Field(gt=0)]
+    vocab_size: Annotated[int, Field(gt=1)]
+    state_inputs: Annotated[list[str], Field(min_length=1)]
+    state_outputs: Annotated[list[str], Field(min_length=1)]
+    token_input: str
+    logits_output: str
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """What the client called each field, so an error's loc points at what was sent."""
+
+    prompt: str = "prompt"
+    max_new_tokens: str = "max_new_tokens"
+
+
+class GenerateHandler:
+    task = "generate"
+
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        params: GenerateParameters,
+        pieces: list[str],
+        runner: ModelRunner,
+        settings: Settings,
+    ) -> None:
+        self.manifest = manifest
+        self.params = params
+        self.pieces = pieces
+        self._ids = {piece: i for i, piece in enumerate(pieces)}
+        self._runner = runner
+        self._graph = StepGraph(
+            token_input=params.token_input,
+            state_inputs=tuple(params.state_inputs),
+            state_outputs=tuple(params.state_outputs),
+            logits_output=params.logits_output,
+            num_layers=params.num_layers,
+            hidden_size=params.hidden_size,
+        )
+        self._metrics = metrics.GenerationMetrics(manifest.name)
+        self._scheduler = ContinuousScheduler(
+            runner,
+            self._graph,
+            settings.prefill_chunk_tokens,
+            self._metrics,
+            f"{manifest.name}/{manifest.version}",
+        )
+        runner.add_close_hook(self._scheduler.close)
+        self._max_prompt_chars = settings.max_prompt_chars
+        self._max_new_tokens = settings.max_new_tokens
+        self._max_streams = settings.max_streams_per_model
+        self._active: set[GenerationStream] = set()
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: ModelManifest, runner: ModelRunner, settings: Settings, version_dir: Path
+    ) -> GenerateHandler:
+        params = task_parameters(GenerateParameters, manifest)
+        _check_graph(manifest, params)
+        if params.vocab not in manifest.files:
+            raise ManifestError(f"vocabulary {params.vocab!r} is not listed (and checksummed) in files")
+        try:
+            chars = json.loads((version_dir / params.vocab).read_text(encoding="utf-8"))["chars"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ManifestError(f'{params.vocab}: not a {{"chars": [...]}} vocabulary: {exc}') from exc
+        if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise ManifestError(f"{params.vocab}: chars must be a list of single characters")
+        if len(set(chars)) != len(chars) or len(chars) != params.vocab_size:
+            raise ManifestError(
+                f"{params.vocab}: {len(chars)} chars, must be {params.vocab_size} distinct ones"
+            )
+        return cls(manifest, params, chars, runner, settings)
+
+    @property
+    def public_parameters(self) -> dict[str, Any]:
+        return {**self.params.model_dump(), "characters": "".join(self.pieces)}
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._active)
+
+    def warm_up(self) -> None:
+        """Prefill and two decode steps, so the first request does not pay ORT's first-run cost."""
+        graph = self._graph
+        ids = self.encode(WARM_UP_PROMPT, FieldNames())
+        feeds = {
+            graph.token_input: ids[None, :],
+            **dict(zip(graph.state_inputs, graph.zero_state(1), strict=True)),
+        }
+        for _ in range(3):
+            out = self._runner.run_stateful(feeds)
+            logits = out[graph.logits_output]
+            if logits.shape != (1, self.params.vocab_size) or not np.isfinite(logits).all():
+                raise ManifestError(
+                    f"warm-up produced logits of shape {list(logits.shape)} or non-finite values"
+                )
+            token = np.asarray([[int(np.argmax(logits[0]))]], dtype=np.int64)
+            feeds = {
+                graph.token_input: token,
+                **{i: out[o] for i, o in zip(graph.state_inputs, graph.state_outputs, strict=True)},
+            }
+
+    def encode(self, prompt: str, names: FieldNames) -> np.ndarray[Any, Any]:
+        ids = self._ids
+        unknown = [(i, ch) for i, ch in enumerate(prompt) if ch not in ids]
+        if unknown:
+            details = [
+                ErrorDetail((names.prompt,), f"character {ch!r} (U+{ord(ch):04X}) at position {i} is not in "
+                            "the model's vocabulary")
+                for i, ch in unknown[:MAX_REPORTED_CHARACTERS]
+            ]  # fmt: skip
+            more = len(unknown) - len(details)
+            suffix = f" (and {more} more)" if more > 0 else ""
+            raise InvalidInputError(
+                f"the prompt has {len(unknown)} character(s) outside the model's vocabulary{suffix}", details
+            )
+        return np.fromiter((ids[ch] for ch in prompt), dtype=np.int64, count=len(prompt))
+
+    def start(self, request: GenerationRequest, names: FieldNames) -> GenerationStream:
+        """Admit a generation and hand it to the scheduler; call on the event loop."""
+        self._validate(request, names)
+        ids = self.encode(request.prompt, names)
+        if len(self._active) >= self._max_streams:
+            metrics.reject(self.manifest.name, "queue_full")
+            raise QueueFullError(
+                f"model {self.manifest.name!r} is running {self._max_streams} generations "
+                "(max_streams_per_model); retry shortly"
+            )
+        stream = GenerationStream(ids, self.pieces, request, asyncio.get_running_loop(), self._release)
+        self._active.add(stream)
+        self._metrics.active_streams.inc()
+        self._scheduler.submit(stream)
+        return stream
+
+    def _release(self, stream: GenerationStream) -> None:
+        if stream in self._active:
+            self._active.discard(stream)
+            self._metrics.active_streams.dec()
+
+    def _validate(self, request: GenerationRequest, names: FieldNames) -> None:
+        errors: list[ErrorDetail] = []
+        if not request.prompt:
+            errors.append(ErrorDetail((names.prompt,), "the prompt must have at least one character"))
+        elif len(request.prompt) > self._max_prompt_chars:
+            errors.append(
+                ErrorDetail(
+                    (names.prompt,), f"{len(request.prompt)} characters; at most {self._max_prompt_chars}"
+                )
+            )
+        if request.max_new_tokens > self._max_new_tokens:
+            errors.append(
+                ErrorDetail(
+                    (names.max_new_tokens,), f"{request.max_new_tokens}; at most {self._max_new_tokens}"
+                )
+            )
+        if errors:
+            raise InvalidInputError("the request does not fit this model", errors)
+
+
+def _check_graph(manifest: ModelManifest, params: GenerateParameters) -> None:
+    """The tensors the parameters name must exist with the shapes the scheduler relies on."""
+    inputs = {s.name: s for s in manifest.inputs}
+    outputs = {s.name: s for s in manifest.outputs}
+    state = [params.num_layers, -1, params.hidden_size]
+    problems: list[str] = []
+    token = inputs.get(params.token_input)
+    if token is None or token.datatype != "INT64" or len(token.shape) != 2:
+        problems.append(f"input {params.token_input!r} must be INT64 [B, T]")
+    logits = outputs.get(params.logits_output)
+    if logits is None or logits.datatype != "FP32" or logits.shape[1:] != [params.vocab_size]:
+        problems.append(f"output {params.logits_output!r} must be FP32 [B, {params.vocab_size}]")
+    if len(params.state_inputs) != len(params.state_outputs):
+        problems.append("state_inputs and state_outputs must pair up")
+    for name, specs in [
+        *((n, inputs) for n in params.state_inputs),
+        *((n, outputs) for n in params.state_outputs),
+    ]:
+        spec = specs.get(name)
+        if spec is None or spec.datatype != "FP32" or spec.shape != state:
+            problems.append(f"state tensor {name!r} must be FP32 {state}")
+    named = {params.token_input, *params.state_inputs}
+    if set(inputs) != named:
+        problems.append(f"graph inputs {sorted(inputs)} must be exactly {sorted(named)}")
+    if problems:
+        raise ManifestError("generate model: " + "; ".join(problems))
