@@ -1,4 +1,4 @@
-"""Dockerfiles, docker-compose.yml and the Kubernetes manifests, validated statically (no Docker here)."""
+"""Dockerfiles and docker-compose.yml, validated statically (the Helm chart: test_deploy_helm.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from deploy_tools import DEPLOY, REPO, dev_tool, run
 from service.config import Settings
 
 DOCKERFILES = [DEPLOY / "Dockerfile", DEPLOY / "Dockerfile.cuda"]
-K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
 
 
 def _compose() -> dict[str, Any]:
@@ -99,31 +98,3 @@ def test_compose_gpu_profile_prometheus_and_grafana() -> None:
     assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", password), (
         "the password must come from the environment"
     )
-
-
-def test_kubernetes_manifests_validate_strictly() -> None:
-    assert {p.name for p in K8S} == {"deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
-    run(dev_tool("kubernetes-validate"), "--strict", "--quiet", *map(str, K8S))
-
-
-def test_kubernetes_deployment_probes_resources_and_scrape_annotations() -> None:
-    deployment = yaml.safe_load((DEPLOY / "k8s" / "deployment.yaml").read_text())
-    pod = deployment["spec"]["template"]
-    annotations = pod["metadata"]["annotations"]
-    assert annotations == {
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": "8000",
-        "prometheus.io/path": "/metrics",
-    }
-    (container,) = pod["spec"]["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
-    assert container["command"] == _compose()["services"]["seqserve"]["command"]
-    env = {e["name"].removeprefix("SEQSERVE_").lower(): e["value"] for e in container["env"]}
-    Settings.model_validate(env)  # every variable is a real setting with a valid value
-    selector = deployment["spec"]["selector"]["matchLabels"]
-    for name in ("service.yaml", "pdb.yaml"):
-        other = yaml.safe_load((DEPLOY / "k8s" / name).read_text())
-        assert (other["spec"]["selector"].get("matchLabels") or other["spec"]["selector"]) == selector
