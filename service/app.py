@@ -24,8 +24,8 @@ from service.http.v2 import router as v2_router
 from service.http.v2_repository import router as v2_repository_router
 from service.metrics import mark_started
 from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
-from service.runtime.providers import choose_providers
 from service.runtime.drain import Drain
+from service.runtime.providers import choose_providers
 from service.runtime.registry import ModelRegistry
 from service.runtime.reload_sync import watching
 

@@ -204,6 +204,9 @@ async def healthz() -> Health:
     "/readyz", response_model=Readiness, responses=_errors(503), summary="Readiness: all models ready"
 )
 async def readyz(request: Request) -> Readiness:
+    if request.app.state.drain.draining:
+        # Shutting down: still serving, but a load balancer should route new requests elsewhere.
+        raise NotReadyError("draining: shutting down", [ErrorDetail(("server",), "draining")])
     registry = _registry(request)
     not_ready = registry.not_ready()
     if not_ready:

@@ -71,7 +71,7 @@ async def live() -> Response:
 @router.get("/v2/health/ready", summary="Server readiness: every loaded model is ready", responses=V2_ERRORS)
 async def ready(request: Request) -> Response:
     if request.app.state.drain.draining:
-        # SIGTERM with SEQSERVE_DRAIN_SECONDS: still serving, but routing should move (service/runtime/drain.py).
+        # SIGTERM with SEQSERVE_DRAIN_SECONDS: still serving, but routing must move (runtime/drain.py).
         return _json({"ready": False, "draining": True}, status_code=503)
     not_ready = _registry(request).not_ready()
     if not_ready:
