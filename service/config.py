@@ -196,14 +196,18 @@ class Settings(BaseSettings):
         gt=0,
         description="On SIGTERM, how long in-flight requests may take to finish before they are cancelled.",
     )
-    drain_seconds: float = Field(
-        default=0.0,
-        ge=0,
-        description=(
-            "On SIGTERM, first answer /readyz with 503 and keep serving this long, so a load balancer that "
-            "health-checks /readyz stops routing here before the listener closes; 0 = shut down at once "
-            "(Kubernetes: the preStop pause does this)."
-        ),
+    drift_enabled: bool = Field(
+        default=True,
+        description="Score input/output drift against each version's profile.json (docs/drift.md); false = off.",
+    )
+    drift_window_rows: int = Field(
+        default=5_000, gt=0, description="Most recent rows per model (and worker) in the drift window."
+    )
+    drift_window_seconds: float = Field(
+        default=900.0, gt=0, description="Rows older than this leave the drift window."
+    )
+    drift_refresh_seconds: float = Field(
+        default=5.0, gt=0, description="How often drift scores and gauges are recomputed (off the request path)."
     )
 
     # NoDecode above: the environment's raw string reaches these, so both forms can be accepted.

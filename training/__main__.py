@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training import batch_profile, quantize, sentiment_pipeline
+from training import batch_profile, profiles, quantize, sentiment_pipeline
 from training.forecast_pipeline import M4_TEST, M4_TRAIN, config_from_args, reevaluate, run_forecast
 
 
@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     pb.add_argument("version_dir", type=Path)
     pb.add_argument("--seconds", type=float, default=2.0, help="timed seconds per batch size")
 
+    pd = sub.add_parser(
+        "profile-data", help="write the drift reference profile (profile.json) and register it in model.json"
+    )
+    pd.add_argument("version_dir", type=Path)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if args.command in ("forecast", "evaluate-forecast"):
@@ -87,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         quantize.quantize_version(args.src_version_dir, args.out, cands, args.force, args.default_policy)
     elif args.command == "profile-batch":
         batch_profile.profile_version(args.version_dir, args.seconds)
+    elif args.command == "profile-data":
+        profiles.profile_version(args.version_dir)
     if args.command in ("forecast", "sentiment", "quantize"):
         # Every new version leaves with its serving hint (training/batch_profile.py).
         batch_profile.profile_version(args.out)
+        # ...and with the reference its drift monitoring compares traffic to (training/profiles.py).
+        profiles.profile_version(args.out)
     return 0
 
 
