@@ -196,6 +196,15 @@ class Settings(BaseSettings):
         gt=0,
         description="On SIGTERM, how long in-flight requests may take to finish before they are cancelled.",
     )
+    drain_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "On SIGTERM, first answer /readyz with 503 and keep serving this long, so a load balancer that "
+            "health-checks /readyz stops routing here before the listener closes; 0 = shut down at once "
+            "(Kubernetes: the preStop pause does this)."
+        ),
+    )
     drift_enabled: bool = Field(
         default=True,
         description="Score input/output drift against each version's profile.json (docs/drift.md); false = off.",
