@@ -19,6 +19,7 @@ from service.http.limits import BodySizeLimitMiddleware
 from service.http.metrics_middleware import HttpMetricsMiddleware
 from service.http.v1 import router
 from service.http.v1_classify import router as classify_router
+from service.http.v1_drift import router as drift_router
 from service.http.v1_generate import router as generate_router
 from service.http.v2 import router as v2_router
 from service.http.v2_repository import router as v2_repository_router
@@ -94,12 +95,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(generate_router)
     app.include_router(classify_router)
+    app.include_router(drift_router)
     app.include_router(v2_router)
     app.include_router(v2_repository_router)
     app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))
     # Added last, so it wraps the body limit and sees its 413s too. FastAPI keeps an included router
     # as one opaque entry, so its own routes are listed for matching route templates.
-    routers = (router, generate_router, classify_router, v2_router, v2_repository_router)
+    routers = (router, generate_router, classify_router, drift_router, v2_router, v2_repository_router)
     own_routes = [route for included in routers for route in included.routes]
     app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *own_routes])
     return app

@@ -207,7 +207,7 @@ class Settings(BaseSettings):
     )
     drift_enabled: bool = Field(
         default=True,
-        description="Score input/output drift against each version's profile.json (docs/drift.md); false = off.",
+        description="Score input/output drift against each version's profile.json (docs/drift.md).",
     )
     drift_window_rows: int = Field(
         default=5_000, gt=0, description="Most recent rows per model (and worker) in the drift window."
@@ -216,7 +216,7 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="Rows older than this leave the drift window."
     )
     drift_refresh_seconds: float = Field(
-        default=5.0, gt=0, description="How often drift scores and gauges are recomputed (off the request path)."
+        default=5.0, gt=0, description="Seconds between drift score and gauge updates (off the request path)."
     )
 
     # NoDecode above: the environment's raw string reaches these, so both forms can be accepted.

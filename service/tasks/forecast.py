@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service import metrics
 from service.config import Settings
+from service.drift.loader import drift_observer
+from service.drift.monitor import NO_DRIFT, DriftObserver
 from service.exceptions import ErrorDetail, InvalidInputError, Loc
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
@@ -75,6 +77,7 @@ class SeriesForecast:
 
 class ForecastHandler:
     task = "forecast"
+    drift: DriftObserver = NO_DRIFT
 
     def __init__(
         self, manifest: ModelManifest, params: ForecastParameters, runner: ModelRunner, settings: Settings
@@ -111,7 +114,9 @@ class ForecastHandler:
                 f"forecast output must be FP32 {expected} (batch, horizon, quantiles), "
                 f"got {quantiles.datatype} {quantiles.shape}"
             )
-        return cls(manifest, params, runner, settings)
+        handler = cls(manifest, params, runner, settings)
+        handler.drift = drift_observer(manifest, version_dir, settings)
+        return handler
 
     @property
     def public_parameters(self) -> dict[str, Any]:
@@ -259,6 +264,7 @@ class ForecastHandler:
         for indices in by_length.values():
             batch = np.stack([rows[i] for i in indices])
             out = (await self._runner.run({self._input_name: batch}))[self._output_name]
+            self.drift.observe(batch, out)  # queued only; features are computed off the request path
             for position, index in enumerate(indices):
                 results[index] = out[position]
         return [r for r in results if r is not None]

@@ -20,6 +20,8 @@ from tokenizers import Tokenizer
 
 from service import metrics
 from service.config import Settings
+from service.drift.loader import drift_observer
+from service.drift.monitor import NO_DRIFT, DriftObserver
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
@@ -62,6 +64,7 @@ class SentimentResult:
 
 class SentimentHandler:
     task = "sentiment"
+    drift: DriftObserver = NO_DRIFT
 
     def __init__(
         self,
@@ -99,7 +102,9 @@ class SentimentHandler:
         tokenizer = Tokenizer.from_file(str(version_dir / params.tokenizer))
         # The graph masks right-padding of input_ids, so texts of any length may share a batch.
         runner.set_paddable({manifest.inputs[0].name: params.pad_id})
-        return cls(manifest, params, tokenizer, runner, settings)
+        handler = cls(manifest, params, tokenizer, runner, settings)
+        handler.drift = drift_observer(manifest, version_dir, settings)
+        return handler
 
     @property
     def public_parameters(self) -> dict[str, Any]:
@@ -168,6 +173,7 @@ class SentimentHandler:
             raise InvalidInputError("some texts contain nothing the tokenizer can read", empty)
         feeds, lengths, full_lengths = self._encode(encodings)
         probs = (await self._runner.run(feeds))[self._output_name]
+        self.drift.observe((texts, feeds[self._ids_name], full_lengths), probs)  # queued, not computed
         return probs, lengths, full_lengths
 
     def _validate(self, texts: Sequence[str], root: str) -> None:
