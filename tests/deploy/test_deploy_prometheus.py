@@ -7,10 +7,12 @@ from typing import Any
 import yaml
 from deploy_tools import DEPLOY, run, system_tool
 
+from service.drift.psi import ACT
+
 PROMETHEUS = DEPLOY / "prometheus"
 REQUIRED_ALERTS = {
     "SeqserveHighErrorRatio", "SeqserveLatencyP99AboveSLO", "SeqserveRequestsShed", "SeqserveQueueBacklog",
-    "SeqserveTargetDown", "SeqserveNoModelReady",
+    "SeqserveTargetDown", "SeqserveNoModelReady", "SeqserveInputDrift", "SeqserveOutputDrift",
 }  # fmt: skip
 
 
@@ -61,6 +63,7 @@ def test_thresholds_come_from_the_slo_knobs() -> None:
         "seqserve:slo_latency_p99_seconds",
         "seqserve:slo_error_ratio",
         "seqserve:slo_queue_rows",
+        "seqserve:drift_psi_act_threshold",
     }
     latency_routes = {r["labels"]["route"] for r in _rules("slo.yml") if r["record"].endswith("p99_seconds")}
     assert latency_routes == {"/v1/forecast", "/v1/sentiment"}
@@ -68,6 +71,11 @@ def test_thresholds_come_from_the_slo_knobs() -> None:
     assert "seqserve:slo_latency_p99_seconds" in exprs["SeqserveLatencyP99AboveSLO"]
     assert "seqserve:slo_error_ratio" in exprs["SeqserveHighErrorRatio"]
     assert "seqserve:slo_queue_rows" in exprs["SeqserveQueueBacklog"]
+    # One PSI convention everywhere (docs/drift.md): the act level here is service/drift/psi.py's ACT.
+    (act,) = [r for r in _rules("slo.yml") if r["record"] == "seqserve:drift_psi_act_threshold"]
+    assert act["expr"] == f"vector({ACT})"
+    for alert in ("SeqserveInputDrift", "SeqserveOutputDrift"):
+        assert "seqserve:drift_psi_act_threshold" in exprs[alert]
 
 
 def test_scrape_config_targets_the_compose_services() -> None:
