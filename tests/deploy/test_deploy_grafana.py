@@ -15,6 +15,7 @@ REQUIRED_PANELS = {
     "Requests in flight", "Rows per second by model", "Average batch size", "Batch size distribution",
     "Queue wait p99", "Inference time p99", "Rejections by reason", "Loaded models", "Sentiment label mix",
     "Forecast input length", "Process CPU", "Process memory (RSS)",
+    "Input drift (PSI) by feature", "Output drift (PSI) by feature", "Drift window rows",
 }  # fmt: skip
 # Panels about models must follow the model variable too.
 MODEL_PANELS = REQUIRED_PANELS - {
