@@ -13,8 +13,10 @@ reports ``process_*`` for every live worker with a ``pid`` label (bounded by the
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from functools import partial
@@ -35,14 +37,20 @@ _PID_IN_FILENAME = re.compile(r"_(\d+)\.db$")
 def prepare_multiprocess(workers: int) -> Path | None:
     """Call in the launcher before workers start: returns the directory when multiprocess mode is on.
 
-    With ``workers > 1`` and no ``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary directory is used. An
-    existing directory is emptied of ``*.db`` files: a previous run's counters must not be added to
-    this run's (the directory must belong to this service alone).
+    With ``workers > 1`` and no ``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary directory is used (and
+    removed when the launcher exits). An existing directory is emptied of ``*.db`` files: a previous
+    run's counters must not be added to this run's (the directory must belong to this service alone).
     """
     configured = os.environ.get(ENV)
     if configured is None and workers <= 1:
         return None
-    directory = Path(configured) if configured else Path(tempfile.mkdtemp(prefix="seqserve-metrics-"))
+    if configured:
+        directory = Path(configured)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="seqserve-metrics-"))
+        # Ours alone, so removed when the launcher exits (workers are spawned: they do not inherit this).
+        # Without it every start leaves a folder behind, and a host restarting replicas collects them.
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
