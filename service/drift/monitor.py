@@ -141,9 +141,9 @@ class DriftMonitor:
             for feature in self._features:
                 metrics.psi_gauge(feature.ref.side).remove(*labels, feature.ref.name)
 
-    def report(self) -> dict[str, Any]:
+    def report(self, now: float | None = None) -> dict[str, Any]:
         """Scores, window and reference side by side (``GET /v1/models/{name}/drift``)."""
-        self.refresh()
+        self.refresh(now)
         return {
             "enabled": True,
             "thresholds": {"watch": WATCH, "act": ACT},

@@ -55,6 +55,8 @@ def window_probabilities(
     counts: Sequence[int] | np.ndarray[Any, Any], reference: FloatArray, prior_rows: float = PRIOR_ROWS
 ) -> FloatArray:
     c = np.asarray(counts, dtype=np.float64)
+    if c.sum() == 0:
+        return reference.copy()  # exactly the reference, so an empty window scores exactly 0
     p: FloatArray = (c + prior_rows * reference) / (c.sum() + prior_rows)
     return p
 
