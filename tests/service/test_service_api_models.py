@@ -10,18 +10,25 @@ def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+# Every model folder of the committed repository; the list grows as models are added.
+REPOSITORY_MODELS = sorted(p.name for p in MODELS.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def test_readyz(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "models": [MODEL_NAME, "sst2-bilstm"]}
+    assert response.json() == {"status": "ready", "models": REPOSITORY_MODELS}
+    assert {MODEL_NAME, "sst2-bilstm", "lstm-next-step"} <= set(REPOSITORY_MODELS)
 
 
 def test_list_models(client: TestClient, manifest: dict[str, Any]) -> None:
     models = client.get("/v1/models").json()["models"]
-    assert [m["name"] for m in models] == [MODEL_NAME, "sst2-bilstm"]
-    assert {m["task"] for m in models} == {"forecast", "sentiment"}
-    assert all(m["evaluation"] for m in models)
-    info = models[0]
+    assert [m["name"] for m in models] == REPOSITORY_MODELS
+    tasks = {m["name"]: m["task"] for m in models}
+    assert tasks[MODEL_NAME] == "forecast" and tasks["sst2-bilstm"] == "sentiment"
+    assert tasks["lstm-next-step"] == "tensor"
+    assert all(m["evaluation"] for m in models if m["task"] != "tensor")
+    info = next(m for m in models if m["name"] == MODEL_NAME)
     assert info["version"] == manifest["version"]
     assert info["task"] == "forecast"
     assert info["state"] == "ready" and info["error"] is None
