@@ -62,6 +62,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--skip", action="append", default=[], choices=["ceiling", "on", "off", "naive"])
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    # The cost of drift monitoring (benchmarks/drift_ab.py) runs on its own: bin/bench --drift-ab.
+    p.add_argument("--drift-ab", action="store_true", help="only the drift on/off A/B (interleaved rounds)")
+    p.add_argument("--drift-connections", type=int, default=64)
+    p.add_argument("--drift-rounds", type=int, default=4)
+    # The generation benchmark (benchmarks/generation.py) runs on its own: bin/bench --only generate.
+    p.add_argument("--only", choices=["generate"], help="run only this benchmark")
+    p.add_argument("--gen-model", default="shakespeare-char")
+    p.add_argument("--gen-clients", type=_ints, default=[1, 16, 64], metavar="1,16,64")
+    p.add_argument("--gen-baseline-clients", type=int, default=64, help="clients of the two baselines")
+    p.add_argument("--gen-tokens", type=_ints, default=[32, 256], metavar="MIN,MAX", help="max_new_tokens")
+    p.add_argument("--gen-temperature", type=float, default=0.8)
+    p.add_argument("--gen-seed", type=int, default=2026)
+    p.add_argument("--gen-duration", type=float, default=20.0, help="measured seconds per phase")
+    p.add_argument("--gen-warmup", type=float, default=3.0, help="unmeasured seconds before each phase")
+    p.add_argument("--gen-workers", type=int, default=1, help="SEQSERVE_WORKERS for the generation phases")
     return p.parse_args(argv)
 
 
@@ -281,6 +296,14 @@ def run_naive(args: argparse.Namespace, results: dict[str, Any], work: Path, fil
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.models = args.models.resolve()
+    if args.drift_ab:
+        from benchmarks import drift_ab
+
+        return drift_ab.run(args, _meta(args, settings_fields()), settings_fields())
+    if args.only == "generate":
+        from benchmarks import generation_cli
+
+        return generation_cli.run(args, _meta(args, settings_fields()))
     try:
         loadgen.wrk_binary()
     except loadgen.LoadGenError as exc:

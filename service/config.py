@@ -51,7 +51,9 @@ class Settings(BaseSettings):
         default=4_096, gt=0, description="Most characters in a generation prompt (422 above)."
     )
     max_new_tokens: int = Field(
-        default=2_048, gt=0, description="Largest max_new_tokens / max_tokens a generation may ask for (422 above)."
+        default=2_048,
+        gt=0,
+        description="Largest max_new_tokens / max_tokens a generation may ask for (422 above).",
     )
     max_streams_per_model: int = Field(
         default=128,
@@ -67,6 +69,14 @@ class Settings(BaseSettings):
         description=(
             "Prompt tokens per prefill session.run; a long prompt is fed in chunks between decode steps, "
             "so running streams wait at most one chunk for it."
+        ),
+    )
+    generation_scheduling: Literal["continuous", "static", "sequential"] = Field(
+        default="continuous",
+        description=(
+            "continuous = iteration-level batching (streams join and leave at every decode step). "
+            "static and sequential are the generation benchmark's baselines, not for production: static lets "
+            "new streams in only once the whole batch has finished; sequential runs one stream at a time."
         ),
     )
     max_sequences_per_request: int = Field(

@@ -26,9 +26,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -38,16 +38,20 @@ from service.runtime.inference import ModelRunner
 logger = logging.getLogger(__name__)
 
 Array = np.ndarray[Any, Any]
+# "continuous" is what serves; the other two exist as benchmark baselines (benchmarks/generation.py):
+# "static" lets waiting streams in only when the whole batch has finished (it waits for its longest
+# member), "sequential" runs one stream at a time.
+Scheduling = Literal["continuous", "static", "sequential"]
+# The next token of each job from its row of logits [B, V] (each job samples with its own generator).
+PickTokens = Callable[[Sequence["Job"], Array], list[int]]
 
 
 class Job(Protocol):
-    """One generation as the scheduler sees it. ``pick``, ``advance`` and ``fail`` run on its thread."""
+    """One generation as the scheduler sees it. ``advance`` and ``fail`` run on the scheduler thread."""
 
     prompt: Array  # 1-D int64 token ids, at least one
     cancelled: bool  # set from the event loop; the stream leaves before the next session.run
     loop: asyncio.AbstractEventLoop
-
-    def pick(self, logits: Array) -> int: ...
 
     def advance(self, token: int) -> bool:
         """Take the next token; True when the stream is finished."""
@@ -91,12 +95,16 @@ class ContinuousScheduler:
         self,
         runner: ModelRunner,
         graph: StepGraph,
+        pick: PickTokens,
         chunk_tokens: int,
         metrics: GenerationMetrics,
         label: str,
+        scheduling: Scheduling = "continuous",
     ) -> None:
         self._runner = runner
+        self._scheduling = scheduling
         self._graph = graph
+        self._pick = pick
         self._chunk = chunk_tokens
         self._metrics = metrics
         self._label = label
@@ -137,8 +145,7 @@ class ContinuousScheduler:
                         self._thread = None
                         return
                     self._cond.wait()
-                self._prefilling.extend(self._pending)
-                self._pending.clear()
+                self._admit()
             try:
                 self._iteration()
             except Exception as exc:  # never leave streams hanging on a bug: fail them all, carry on
@@ -148,6 +155,14 @@ class ContinuousScheduler:
                 self._prefilling.clear()
                 self._keep_decoding([])
             self._wake_touched()
+
+    def _admit(self) -> None:
+        """Move waiting streams in (under the lock); only "continuous" lets them join a running batch."""
+        if self._scheduling != "continuous" and (self._prefilling or self._decoding):
+            return
+        take = 1 if self._scheduling == "sequential" else len(self._pending)
+        self._prefilling.extend(self._pending[:take])
+        del self._pending[:take]
 
     def _iteration(self) -> None:
         self._prefilling = [s for s in self._prefilling if not s.job.cancelled]
@@ -187,14 +202,20 @@ class ContinuousScheduler:
             return []
         logits = outputs[graph.logits_output]
         now = time.perf_counter()
-        joined = []
+        done: list[int] = []
         for row, stream in enumerate(streams):
             stream.cursor += size
             stream.state = [outputs[name][:, row : row + 1] for name in graph.state_outputs]
-            if stream.cursor < stream.job.prompt.size:
-                continue
-            # Prompt done: its last logits give the first token.
-            stream.next_token = stream.job.pick(logits[row])
+            if stream.cursor == stream.job.prompt.size:
+                done.append(row)
+        if not done:
+            return []
+        # Prompts done: their last logits give the first tokens.
+        firsts = self._pick([streams[row].job for row in done], logits[done])
+        joined = []
+        for row, token in zip(done, firsts, strict=True):
+            stream = streams[row]
+            stream.next_token = token
             self._metrics.ttft.observe(now - stream.admitted)
             self._metrics.tokens.inc()
             stream.last_token_at = now
@@ -228,17 +249,16 @@ class ContinuousScheduler:
         logits = outputs[graph.logits_output]
         now = time.perf_counter()
         keep: list[int] = []
-        tokens = np.empty(len(streams), dtype=np.int64)
+        tokens = self._pick([stream.job for stream in streams], logits)
         inter_token = self._metrics.inter_token
-        for row, stream in enumerate(streams):
+        for row, (stream, token) in enumerate(zip(streams, tokens, strict=True)):
             job = stream.job
-            tokens[row] = token = job.pick(logits[row])
             inter_token.observe(now - stream.last_token_at)
             stream.last_token_at = now
             self._touched.append(stream)
             if not job.advance(token) and not job.cancelled:
                 keep.append(row)
-        self._next_tokens = tokens
+        self._next_tokens = np.asarray(tokens, dtype=np.int64)
         self._metrics.tokens.inc(len(streams))
         self._metrics.streams_per_step.observe(len(streams))
         if len(keep) != len(streams):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError, QueueFullError
-from service.runtime.continuous import ContinuousScheduler, StepGraph
+from service.runtime.continuous import ContinuousScheduler, Job, StepGraph
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
 from service.tasks.generate_stream import GenerationRequest, GenerationStream
+from service.tasks.sampling import pick_tokens
 
 WARM_UP_PROMPT = "ROMEO:\n"
 # At most this many unknown characters are listed in one error (the prompt may be thousands long).
@@ -79,9 +81,11 @@ class GenerateHandler:
         self._scheduler = ContinuousScheduler(
             runner,
             self._graph,
+            _pick_tokens,
             settings.prefill_chunk_tokens,
             self._metrics,
             f"{manifest.name}/{manifest.version}",
+            settings.generation_scheduling,
         )
         runner.add_close_hook(self._scheduler.close)
         self._max_prompt_chars = settings.max_prompt_chars
@@ -193,6 +197,10 @@ class GenerateHandler:
             )
         if errors:
             raise InvalidInputError("the request does not fit this model", errors)
+
+
+def _pick_tokens(jobs: Sequence[Job], logits: np.ndarray[Any, Any]) -> list[int]:
+    return pick_tokens([cast(GenerationStream, job).sampler for job in jobs], logits)
 
 
 def _check_graph(manifest: ModelManifest, params: GenerateParameters) -> None:

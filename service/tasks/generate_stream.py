@@ -1,9 +1,9 @@
 """One generation in flight: sampling, stop strings, and the hand-over of text from the scheduler thread.
 
-``pick`` / ``advance`` / ``fail`` run on the model's scheduler thread; ``chunks`` and ``close`` on the
-event loop. Between them sits a deque (append and popleft are atomic) and an ``asyncio.Event`` that
-the scheduler sets once per iteration through ``wake``, so a stream costs the loop one wake-up per
-decode step at most, and several tokens that arrived meanwhile are read as one chunk.
+``advance``, ``fail`` and ``sampler`` are used on the model's scheduler thread; ``next_chunk`` and
+``close`` on the event loop. Between them sits a deque (append and popleft are atomic) and an
+``asyncio.Event`` that the scheduler sets once per iteration through ``wake``, so a stream costs the
+loop one wake-up per decode step at most, and tokens that arrived meanwhile are read as one chunk.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class GenerationStream:
         self.loop = loop
         self.cancelled = False
         self._pieces = pieces
-        self._sampler = Sampler(request.sampling)
+        self.sampler = Sampler(request.sampling)
         self._max_new_tokens = request.max_new_tokens
         self._stop = request.stop
         # Scheduler-thread state: everything generated, and how much of it was handed out.
@@ -70,9 +70,6 @@ class GenerationStream:
         self.finish_reason: FinishReason | None = None
 
     # --- scheduler thread ---
-
-    def pick(self, logits: np.ndarray[Any, Any]) -> int:
-        return self._sampler.pick(logits)
 
     def advance(self, token: int) -> bool:
         before = len(self._text)

@@ -10,6 +10,7 @@ row in a batch of 64 (the batched graph itself returns bitwise-identical rows; s
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +42,21 @@ class Sampler:
         seed = params.seed if params.seed is not None else secrets.randbits(64)
         self._rng = np.random.default_rng(seed)
 
+    @property
+    def plain(self) -> bool:
+        """Temperature sampling over the whole vocabulary (no top-k / top-p cut)."""
+        return not self.params.greedy and self.params.top_k is None and self.params.top_p >= 1.0
+
+    def draw(self) -> float:
+        return float(self._rng.random())
+
     def pick(self, logits: np.ndarray[Any, Any]) -> int:
         """The next token id for one row of logits (shape [V])."""
+        return pick_tokens([self], logits[None, :])[0]
+
+    def _pick_cut(self, logits: np.ndarray[Any, Any]) -> int:
+        """Sampling after a top-k and/or top-p cut, one row at a time."""
         params = self.params
-        if params.greedy:
-            # Ties go to the lowest id, as numpy's argmax does for any batch size.
-            return int(np.argmax(logits))
         scaled = logits.astype(np.float64) / params.temperature
         # Candidates in order of decreasing logit, ties by lower id (stable), so the cut is deterministic.
         order = np.argsort(-scaled, kind="stable")
@@ -63,5 +73,35 @@ class Sampler:
             probs = probs / probs.sum()
         cumulative = np.cumsum(probs)
         # One uniform draw per token: the generator advances identically whatever the logits were.
-        index = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
+        index = int(np.searchsorted(cumulative, self.draw() * cumulative[-1], side="right"))
         return int(order[min(index, order.size - 1)])
+
+
+def pick_tokens(samplers: Sequence[Sampler], logits: np.ndarray[Any, Any]) -> list[int]:
+    """The next token of every row of a decode step (logits [B, V]), each with its own sampler.
+
+    Greedy and plain-temperature rows are computed together: every operation here is elementwise or
+    runs along one row in a fixed order (max, cumsum), so a row gets exactly the result it would get
+    alone. Rows with a top-k / top-p cut are sampled one by one.
+    """
+    tokens = [0] * len(samplers)
+    greedy = [i for i, s in enumerate(samplers) if s.params.greedy]
+    plain = [i for i, s in enumerate(samplers) if s.plain]
+    if greedy:
+        # Ties go to the lowest id, as argmax does for any batch size.
+        for i, token in zip(greedy, np.argmax(logits[greedy], axis=1).tolist(), strict=True):
+            tokens[i] = token
+    if plain:
+        temperatures = np.asarray([samplers[i].params.temperature for i in plain], dtype=np.float64)
+        scaled = logits[plain].astype(np.float64) / temperatures[:, None]
+        weights = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        cumulative = np.cumsum(weights, axis=1)
+        # Inverse CDF over ids in vocabulary order: the number of cumulative weights <= the draw.
+        targets = np.asarray([samplers[i].draw() for i in plain]) * cumulative[:, -1]
+        chosen = np.minimum((cumulative <= targets[:, None]).sum(axis=1), logits.shape[1] - 1)
+        for i, token in zip(plain, chosen.tolist(), strict=True):
+            tokens[i] = token
+    for i, sampler in enumerate(samplers):
+        if not sampler.params.greedy and not sampler.plain:
+            tokens[i] = sampler._pick_cut(logits[i])
+    return tokens

@@ -1,0 +1,96 @@
+"""``python -m benchmarks --only generate``: start the service once per scheduling policy, run the phases,
+write a table and ``benchmarks/results/generate-<UTC stamp>.json``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks import generation
+from benchmarks.server import Server, ServerError, free_port
+
+
+# (policy, clients) in the order they run; the continuous phases come first, on a quiet machine.
+def phases(args: argparse.Namespace) -> list[tuple[str, int]]:
+    out = [("continuous", c) for c in args.gen_clients]
+    out += [(policy, args.gen_baseline_clients) for policy in ("sequential", "static")]
+    return out
+
+
+def _env(args: argparse.Namespace, repo: Path, port: int, policy: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSERVE_")}
+    env.update({
+        "SEQSERVE_MODEL_REPOSITORY": str(repo), "SEQSERVE_HOST": "127.0.0.1", "SEQSERVE_PORT": str(port),
+        "SEQSERVE_LOG_LEVEL": "warning", "SEQSERVE_WORKERS": str(args.gen_workers),
+        "SEQSERVE_GENERATION_SCHEDULING": policy,
+        "SEQSERVE_MAX_STREAMS_PER_MODEL": str(max(128, max(args.gen_clients), args.gen_baseline_clients)),
+        # The sequential baseline queues 63 streams behind the running one; its waits must not time out.
+        "SEQSERVE_REQUEST_TIMEOUT_SECONDS": "600",
+    })  # fmt: skip
+    return env
+
+
+def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
+    workload = generation.Workload(
+        args.gen_model, args.gen_tokens[0], args.gen_tokens[1], args.gen_temperature, args.gen_seed
+    )
+    results: dict[str, Any] = {
+        "meta": {**meta, "benchmark": "generate", "workload": workload.__dict__, "workers": args.gen_workers,
+                 "duration_s": args.gen_duration, "warmup_s": args.gen_warmup},
+        "phases": {},
+    }  # fmt: skip
+    source = args.models / args.gen_model
+    if not source.is_dir():
+        print(f"{source} is missing", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="seqserve-bench-gen-") as tmp:
+        work = Path(tmp)
+        repo = work / "models"
+        repo.mkdir()
+        # Only the generation model: nothing else loads, warms up or takes memory.
+        (repo / args.gen_model).symlink_to(source, target_is_directory=True)
+        by_policy: dict[str, list[int]] = {}
+        for policy, clients in phases(args):
+            by_policy.setdefault(policy, []).append(clients)
+        for policy, client_counts in by_policy.items():
+            port = free_port()
+            argv = [sys.executable, "-m", "service"]
+            env = _env(args, repo, port, policy)
+            server = Server(f"generate_{policy}", argv, env, port, generation.log_path(work, policy))
+            print(f"starting the service, generation_scheduling={policy} ...", file=sys.stderr, flush=True)
+            try:
+                server.start()
+                status, answer = server.post_json(
+                    "/v1/generate", json.dumps({"prompt": "ROMEO:\n", "max_new_tokens": 8, "seed": 1})
+                )
+                if status != 200:
+                    raise ServerError(f"generate check failed: HTTP {status}: {str(answer)[:300]}")
+                results["meta"]["served"] = answer["model"]
+                for clients in client_counts:
+                    key = f"{policy}_c{clients}"
+                    results["phases"][key] = {
+                        "policy": policy,
+                        **generation.run_phase(
+                            server.base_url, workload, clients, args.gen_warmup, args.gen_duration
+                        ),
+                    }
+                results.setdefault("memory", {})[policy] = server.memory()
+            except ServerError as exc:
+                results["phases"][f"{policy}_error"] = {"error": str(exc)[-1500:]}
+            finally:
+                server.stop()
+    generation.summarize(results)
+    results["meta"]["loadavg_end"] = os.getloadavg()[0]
+    print(generation.table(results))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.results_dir / f"generate-{stamp}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
