@@ -20,7 +20,21 @@ router = APIRouter(tags=["Open Inference Protocol (V2): model repository"])
 _OPTIONAL_BODY = {
     "requestBody": {
         "required": False,
-        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "parameters": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"unload_dependents": {"type": "boolean"}},
+                        }
+                    },
+                }
+            }
+        },
     }
 }
 _INDEX_BODY = {
@@ -65,6 +79,23 @@ async def _options(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
     return options
 
 
+async def _model_options(request: Request, allowed_parameters: frozenset[str]) -> dict[str, Any]:
+    """Load/unload bodies: ``{"parameters": {...}}``, as tritonclient sends. Config or file overrides
+    are refused: this server loads exactly what the repository folder holds."""
+    options = await _options(request, frozenset({"parameters"}))
+    parameters = options.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise InvalidInputError("'parameters' must be a JSON object")
+    unknown = sorted(set(parameters) - allowed_parameters)
+    if unknown:
+        message = f"parameters {unknown} are not supported (the repository folder is loaded as it is)"
+        raise InvalidInputError(message, [ErrorDetail(("body", "parameters"), message)])
+    for key in allowed_parameters & set(parameters):
+        if type(parameters[key]) is not bool:
+            raise InvalidInputError(f"parameters.{key} must be true or false")
+    return dict(parameters)
+
+
 def _json(content: Any) -> Response:
     return Response(orjson.dumps(content), media_type="application/json")
 
@@ -87,7 +118,7 @@ async def repository_index(request: Request) -> Response:
     openapi_extra=_OPTIONAL_BODY, responses=V2_ERRORS,
 )  # fmt: skip
 async def load_model(name: str, request: Request) -> Response:
-    await _options(request, frozenset())
+    await _model_options(request, frozenset())
     outcome, workers = await repository.load(_registry(request), _settings(request), name)
     return _json(
         {
@@ -105,6 +136,7 @@ async def load_model(name: str, request: Request) -> Response:
     openapi_extra=_OPTIONAL_BODY, responses=V2_ERRORS,
 )  # fmt: skip
 async def unload_model(name: str, request: Request) -> Response:
-    await _options(request, frozenset())
+    # No model depends on another here, so unload_dependents changes nothing either way.
+    await _model_options(request, frozenset({"unload_dependents"}))
     workers = await repository.unload(_registry(request), _settings(request), name)
     return _json({"name": name, "workers": {"expected": workers.expected, "confirmed": workers.confirmed}})

@@ -210,37 +210,35 @@ class ModelRegistry:
         )  # fmt: skip
         return ReloadOutcome(record, previous.default if previous else None)
 
-    async def unload(self, name: str, drain_timeout_seconds: float) -> ModelRecord:
+    async def unload(self, name: str, drain_timeout_seconds: float) -> list[int]:
         """Take a model out of service: no new requests, drain the ones in flight, then free its sessions.
 
-        Returns the record that was serving. A model already unloaded is left as it is.
+        Returns the versions that were loaded. Nothing here keeps a record of them afterwards: the
+        sessions are freed once the last request holding one is answered.
         """
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()
         with anyio.CancelScope(shield=True):
             async with self._reload_lock:
-                entries = self._entries()
-                current = entries.get(name)
-                if current is None:
-                    raise ModelNotFoundError(
-                        f"unknown model {name!r}", [ErrorDetail(("name",), "no such model")]
-                    )
-                entries[name] = _Entry(
-                    ModelRecord(name, "unloaded", version=current.default.version, error="unloaded"), {}
-                )
-                self._publish(entries)
-                runners = [r.runner for r in current.versions.values() if r.runner is not None]
-                for runner in runners:
-                    runner.retire()
-                await _drained(runners, drain_timeout_seconds)
-                del entries, runners
-                # The records above still hold the sessions; drop them before collecting.
-                versions = sorted(current.versions)
-                previous = current.default
-                del current
+                versions = await self._unload_locked(name, drain_timeout_seconds)
                 await anyio.to_thread.run_sync(release_freed_memory)
         logger.info("model unloaded: name=%s versions=%s", name, versions)
-        return previous
+        return versions
+
+    async def _unload_locked(self, name: str, drain_timeout_seconds: float) -> list[int]:
+        entries = self._entries()
+        current = entries.get(name)
+        if current is None:
+            raise ModelNotFoundError(f"unknown model {name!r}", [ErrorDetail(("name",), "no such model")])
+        entries[name] = _Entry(
+            ModelRecord(name, "unloaded", version=current.default.version, error="unloaded"), {}
+        )
+        self._publish(entries)
+        runners = [r.runner for r in current.versions.values() if r.runner is not None]
+        for runner in runners:
+            runner.retire()
+        await _drained(runners, drain_timeout_seconds)
+        return sorted(current.versions)
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot

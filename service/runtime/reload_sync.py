@@ -202,7 +202,9 @@ async def _poll_once(
 async def _follow(directory: Path, registry: ModelRegistry, name: str, published: Published) -> None:
     current = registry.snapshot().models.get(name)
     if not published.loaded:
-        if current is not None and current.state != "unloaded":
+        loaded = current is not None and current.state != "unloaded"
+        del current  # holding the record would keep its session alive past the unload
+        if loaded:
             logger.info("reload watcher: unloading name=%s generation=%d", name, published.generation)
             await registry.unload(name, UNLOAD_DRAIN_SECONDS)
         gone = Published(published.generation, None, None)

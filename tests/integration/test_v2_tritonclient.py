@@ -1,0 +1,248 @@
+"""The Open Inference Protocol with Triton's own client, against ``python -m service`` (two workers) on a
+repository of the real models: metadata, JSON and binary inference equal to /v1, BYTES text, the model
+repository extension, and an unload that drains, frees memory and loses nothing already accepted."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+SERVED = {"m4-hourly": "1", "sst2-bilstm": "1", "lstm-next-step": "1"}
+TEXTS = ["a gripping , funny and moving film .", "dull , dull , dull .", "naïve but charming ☺"]
+
+
+def _m4(count: int, length: int) -> np.ndarray:
+    rows = []
+    with (REPO / "training" / "data" / "m4" / "Hourly-train.csv").open(newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for row in reader:
+            rows.append([float(x) for x in row[1:] if x.strip()][-length:])
+            if len(rows) == count:
+                break
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    base: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("v2")
+    repo = tmp / "models"
+    for name, version in SERVED.items():
+        (repo / name).mkdir(parents=True)
+        (repo / name / version).symlink_to(MODELS / name / version, target_is_directory=True)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SEQSERVE_PORT": str(port),
+        "SEQSERVE_WORKERS": "2",
+        "SEQSERVE_PROVIDERS": "cpu",
+        "SEQSERVE_MODEL_REPOSITORY": str(repo),
+        "SEQSERVE_REQUEST_TIMEOUT_SECONDS": "300",  # speed is not under test here
+    }
+    log_path = tmp / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the service did not become ready"
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            yield Server(f"127.0.0.1:{port}", base, process)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[triton.InferenceServerClient]:
+    with triton.InferenceServerClient(server.url, network_timeout=300.0) as c:
+        yield c
+
+
+def test_health_and_metadata(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert meta["name"] == "seqserve" and "binary_tensor_data" in meta["extensions"]
+    for name, version in SERVED.items():
+        assert client.is_model_ready(name) and client.is_model_ready(name, version)
+        model = client.get_model_metadata(name, version)
+        assert model["name"] == name and version in model["versions"] and model["platform"] == "onnx_onnxv1"
+    assert not client.is_model_ready("m4-hourly", "7")
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        client.get_model_metadata("no-such-model")
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_forecast_equals_v1(client: triton.InferenceServerClient, server: Server, binary: bool) -> None:
+    values = _m4(5, 336)
+    request = triton.InferInput("values", list(values.shape), "FP32")
+    request.set_data_from_numpy(values, binary_data=binary)
+    output = triton.InferRequestedOutput("quantiles", binary_data=binary)
+    result = client.infer("m4-hourly", [request], outputs=[output], request_id="r1")
+    quantiles = result.as_numpy("quantiles")
+    assert result.get_response()["id"] == "r1" and quantiles.shape == (5, 48, 7)
+    v1 = httpx.post(f"{server.base}/v1/forecast", json={"series": [{"values": r.tolist()} for r in values]},
+                    timeout=300).json()["forecasts"]  # fmt: skip
+    for row, forecast in zip(quantiles, v1, strict=True):
+        expected = np.stack([forecast["quantiles"][k] for k in forecast["quantiles"]], axis=1)
+        np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_sentiment_bytes_equals_v1(
+    client: triton.InferenceServerClient, server: Server, binary: bool
+) -> None:
+    text = triton.InferInput("text", [len(TEXTS)], "BYTES")
+    text.set_data_from_numpy(np.asarray([t.encode() for t in TEXTS], dtype=object), binary_data=binary)
+    outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("probabilities", "label")]
+    result = client.infer("sst2-bilstm", [text], outputs=outputs)
+    v1 = httpx.post(f"{server.base}/v1/sentiment", json={"texts": TEXTS}, timeout=300).json()["results"]
+    # JSON carries BYTES as strings, the binary extension as bytes; tritonclient hands back either.
+    labels = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label")]
+    assert labels == [r["label"] for r in v1]
+    expected = [[r["probabilities"]["negative"], r["probabilities"]["positive"]] for r in v1]
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_generic_model_json_and_binary_agree(client: triton.InferenceServerClient) -> None:
+    raw = _m4(4, 48)
+    x = ((raw - raw.mean(1, keepdims=True)) / raw.std(1, keepdims=True))[..., None].astype(np.float32)
+    answers = []
+    for binary in (True, False):
+        tensor = triton.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        answers.append(client.infer("lstm-next-step", [tensor]).as_numpy("y"))
+    assert answers[0].shape == (4, 1)
+    np.testing.assert_allclose(answers[0], answers[1], rtol=1e-6, atol=1e-6)
+
+
+def test_malformed_requests_are_4xx_never_5xx(server: Server) -> None:
+    bad = [
+        (b'{"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, -3], "data": []}]}', {}),
+        (
+            b'{"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 2]}]}',
+            {"Inference-Header-Content-Length": "x"},
+        ),
+        (b'{"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 200],'
+         b' "parameters": {"binary_data_size": 800}}]}', {}),
+        (b"\x1f\x8b not gzip", {"Content-Encoding": "gzip"}),
+    ]  # fmt: skip
+    for body, headers in bad:
+        response = httpx.post(f"{server.base}/v2/models/m4-hourly/infer", content=body, headers=headers)
+        assert 400 <= response.status_code < 500 and "error" in response.json(), response.text
+
+
+def _rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def _workers(server: Server) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True
+    )
+    pids = [int(p) for p in out.stdout.split()]
+    # multiprocessing's resource tracker is a child too; the workers are the spawned ones.
+    return [p for p in pids if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def test_unload_drains_frees_memory_and_load_restores(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    assert {(m["name"], m["state"]) for m in client.get_model_repository_index()} >= {
+        ("sst2-bilstm", "READY")
+    }
+    workers = _workers(server)
+    assert len(workers) == 2
+    answers: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=server.base, timeout=300) as http:
+            while not stop.wait(0.005):
+                sent = time.monotonic()
+                tensor = {"name": "text", "datatype": "BYTES", "shape": [2], "data": TEXTS[:2]}
+                response = http.post("/v2/models/sst2-bilstm/infer", json={"inputs": [tensor]})
+                answers.append((sent, response.status_code))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        _unload_and_load(client, server, workers, answers)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def _unload_and_load(
+    client: triton.InferenceServerClient, server: Server, workers: list[int], answers: list[tuple[float, int]]
+) -> None:
+    time.sleep(1.0)
+    rss_before = _rss_kib(workers)
+    unload_began = time.monotonic()
+    client.unload_model("sst2-bilstm")
+    unloaded_at = time.monotonic()
+    time.sleep(0.5)
+    rss_after = _rss_kib(workers)
+    assert not client.is_model_ready("sst2-bilstm")
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    assert index["sst2-bilstm"]["state"] == "UNAVAILABLE" and index["sst2-bilstm"]["reason"] == "unloaded"
+    assert client.is_server_ready()  # an unloaded model is not a readiness failure
+    load_began = time.monotonic()
+    client.load_model("sst2-bilstm")
+    loaded_at = time.monotonic()
+    time.sleep(0.5)
+    assert client.is_model_ready("sst2-bilstm")
+    before = [status for sent, status in answers if sent < unload_began]
+    between = [status for sent, status in answers if unloaded_at < sent < load_began - 0.05]
+    after = [status for sent, status in answers if sent > loaded_at]
+    print(f"requests before unload {len(before)}, while unloaded {len(between)}, after load {len(after)}; "
+          f"RSS of both workers {rss_before} KiB -> {rss_after} KiB")  # fmt: skip
+    assert before and set(before) == {200}, "a request accepted before the unload failed"
+    assert set(between) <= {503}
+    assert after and set(after) == {200}
+    # The sentiment model holds ~20 MB of weights per worker; both workers free theirs.
+    assert rss_after < rss_before - 10_000
