@@ -43,10 +43,13 @@ COMPLETION_FIELDS = FieldNames(prompt="prompt", max_new_tokens="max_tokens")
 # Status of a request whose client left before the answer (nginx's convention); nobody receives it.
 CLIENT_CLOSED_REQUEST = 499
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_SSE_DESCRIPTION = (
-    "With stream: true, text/event-stream: one `data: {json}` event per chunk of text, the last one "
-    "with finish_reason."
-)
+_SSE_RESPONSE = {
+    "description": (
+        "JSON; with stream: true, text/event-stream: one `data: {json}` event per chunk of text, the last "
+        "one with finish_reason (docs/generation.md)."
+    ),
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
 
 
 class EventStreamResponse(StreamingResponse):
@@ -73,7 +76,7 @@ def _sse(payload: Any) -> bytes:
     "/v1/generate",
     response_model=GenerateResponse,
     response_class=OrjsonResponse,
-    responses={**_errors(400, 401, 413, 415, 422, 503, 504), 200: {"description": _SSE_DESCRIPTION}},
+    responses={**_errors(400, 401, 413, 415, 422, 503, 504), 200: _SSE_RESPONSE},
     summary="Generate text from a prompt (optionally streamed as Server-Sent Events)",
 )
 async def generate(body: GenerateRequest, request: Request) -> Response:
@@ -98,7 +101,7 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
     "/v1/completions",
     response_model=CompletionResponse,
     response_class=OrjsonResponse,
-    responses={**_errors(400, 401, 413, 415, 422, 503, 504), 200: {"description": _SSE_DESCRIPTION}},
+    responses={**_errors(400, 401, 413, 415, 422, 503, 504), 200: _SSE_RESPONSE},
     summary="OpenAI-compatible text completion (streams end with data: [DONE])",
 )
 async def completions(body: CompletionRequest, request: Request) -> Response:

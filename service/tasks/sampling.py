@@ -57,7 +57,9 @@ class Sampler:
     def _pick_cut(self, logits: np.ndarray[Any, Any]) -> int:
         """Sampling after a top-k and/or top-p cut, one row at a time."""
         params = self.params
-        scaled = logits.astype(np.float64) / params.temperature
+        raw = logits.astype(np.float64)
+        # Shift before scaling: a tiny temperature then sends the others to -inf, never inf - inf = NaN.
+        scaled = (raw - raw.max()) / params.temperature
         # Candidates in order of decreasing logit, ties by lower id (stable), so the cut is deterministic.
         order = np.argsort(-scaled, kind="stable")
         if params.top_k is not None and params.top_k < order.size:
@@ -93,8 +95,9 @@ def pick_tokens(samplers: Sequence[Sampler], logits: np.ndarray[Any, Any]) -> li
             tokens[i] = token
     if plain:
         temperatures = np.asarray([samplers[i].params.temperature for i in plain], dtype=np.float64)
-        scaled = logits[plain].astype(np.float64) / temperatures[:, None]
-        weights = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        raw = logits[plain].astype(np.float64)
+        # Shift before scaling (see _pick_cut): the best logit becomes exactly 0, so its weight is 1.
+        weights = np.exp((raw - raw.max(axis=1, keepdims=True)) / temperatures[:, None])
         cumulative = np.cumsum(weights, axis=1)
         # Inverse CDF over ids in vocabulary order: the number of cumulative weights <= the draw.
         targets = np.asarray([samplers[i].draw() for i in plain]) * cumulative[:, -1]

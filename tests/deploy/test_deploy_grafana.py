@@ -16,6 +16,8 @@ REQUIRED_PANELS = {
     "Queue wait p99", "Inference time p99", "Rejections by reason", "Loaded models", "Sentiment label mix",
     "Forecast input length", "Process CPU", "Process memory (RSS)",
     "Input drift (PSI) by feature", "Output drift (PSI) by feature", "Drift window rows",
+    "Generated tokens per second", "Time to first token p50 / p99", "Inter-token latency p50 / p99",
+    "Active generation streams", "Streams per decode step",
 }  # fmt: skip
 # Panels about models must follow the model variable too.
 MODEL_PANELS = REQUIRED_PANELS - {

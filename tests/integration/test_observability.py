@@ -41,6 +41,11 @@ LOCAL_OVERRIDES = ("SEQSERVE_HOST", "SEQSERVE_PORT", "SEQSERVE_MODEL_REPOSITORY"
 PANEL_VARIABLES = {"$instance": ".+", "$model": ".+", "$__rate_interval": "45s"}
 
 T = TypeVar("T")
+GENERATE_MODEL = "shakespeare-char"
+GENERATION_PANELS = {
+    "Generated tokens per second", "Time to first token p50 / p99", "Inter-token latency p50 / p99",
+    "Active generation streams", "Streams per decode step",
+}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -135,7 +140,7 @@ def query(prom_url: str, expr: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def _send_traffic(url: str, sentiment: bool) -> int:
+def _send_traffic(url: str, sentiment: bool, generate: bool = False) -> int:
     """One wave of good and bad requests; returns how many went to /v1/forecast."""
     values = [100.0 + (i % 24) for i in range(200)]
     with httpx.Client(base_url=url, timeout=30) as client:
@@ -156,6 +161,10 @@ def _send_traffic(url: str, sentiment: bool) -> int:
             texts = {"texts": ["a gripping, funny film", "dull and far too long", "it was fine"]}
             assert client.post("/v1/sentiment", json=texts).status_code == 200
             assert client.post("/v1/sentiment", json={"texts": ["   "]}).status_code == 422
+        if generate:
+            prompt = {"prompt": "ROMEO:\n", "max_new_tokens": 20, "seed": 1}
+            assert client.post("/v1/generate", json=prompt).status_code == 200
+            assert client.post("/v1/generate", json={**prompt, "stream": True}).status_code == 200
     return len(ok) + len(bad)
 
 
@@ -169,14 +178,15 @@ def traffic(stack: tuple[str, str]) -> dict[str, bool]:
     service_url, prom_url = stack
     models = httpx.get(f"{service_url}/v1/models", timeout=10).json()["models"]
     sentiment = any(m["name"] == "sst2-bilstm" and m["state"] == "ready" for m in models)
+    generate = any(m["name"] == GENERATE_MODEL and m["state"] == "ready" for m in models)
     # Two waves with a scrape between them, so every counter has an increase inside the rate windows.
-    sent = _send_traffic(service_url, sentiment)
+    sent = _send_traffic(service_url, sentiment, generate)
     poll("the first wave to be scraped", lambda: _scraped_forecasts(prom_url, sent))
-    sent += _send_traffic(service_url, sentiment)
+    sent += _send_traffic(service_url, sentiment, generate)
     poll("the second wave to be scraped", lambda: _scraped_forecasts(prom_url, sent))
     recorded = 'instance_route_status:seqserve_requests:rate1m{route="/v1/forecast", status="200"} > 0'
     poll("recording rules over the traffic", lambda: query(prom_url, recorded) or None)
-    return {"sentiment": sentiment}
+    return {"sentiment": sentiment, "generate": generate}
 
 
 def _rules() -> list[dict[str, Any]]:
@@ -227,6 +237,7 @@ def test_prometheus_loaded_every_rule_and_evaluates_it_cleanly(
 def test_every_panel_query_runs_and_returns_data(stack: tuple[str, str], traffic: dict[str, bool]) -> None:
     _, prom_url = stack
     optional = set() if traffic["sentiment"] else {"Sentiment label mix"}
+    optional |= set() if traffic["generate"] else GENERATION_PANELS
     for title, expr in _panel_targets():
         if title in optional:
             query(prom_url, expr)
@@ -263,3 +274,6 @@ def test_panels_show_what_the_traffic_did(stack: tuple[str, str], traffic: dict[
     assert all(v > 0 for v in series("Process memory (RSS)").values())
     if traffic["sentiment"]:
         assert sum(series("Sentiment label mix").values()) == pytest.approx(1.0)
+    if traffic["generate"]:
+        assert series("Generated tokens per second")[json.dumps({"model": GENERATE_MODEL})] > 0
+        assert series("Active generation streams")[json.dumps({"model": GENERATE_MODEL})] == 0
