@@ -77,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gen-duration", type=float, default=20.0, help="measured seconds per phase")
     p.add_argument("--gen-warmup", type=float, default=3.0, help="unmeasured seconds before each phase")
     p.add_argument("--gen-workers", type=int, default=1, help="SEQSERVE_WORKERS for the generation phases")
+    p.add_argument("--gen-intra-op-threads", type=int, default=1, help="SEQSERVE_ORT_INTRA_OP_THREADS there")
     return p.parse_args(argv)
 
 
@@ -233,6 +234,7 @@ def run_service(
                 server, results, f"{tag}_c{c}", label, FORECAST_PATH, files["single"], c, 1, args.duration
             )
         if batching:
+            run_v2_binary(args, server, results, files["v2_single"])
             n = args.multi_series
             load_phase(
                 server,
@@ -260,6 +262,21 @@ def run_service(
         results["phases"][f"{tag}_error"] = {"label": f"service, batching {tag}", "error": str(exc)[-1500:]}
     finally:
         server.stop()
+
+
+def run_v2_binary(args: argparse.Namespace, server: Server, results: dict[str, Any], bodies: Path) -> None:
+    """The same series over the Open Inference Protocol with binary tensors, at the same concurrencies."""
+    path = f"/v2/models/{args.forecaster}/infer"
+    for c in args.connections:
+        key, label = f"v2bin_c{c}", "1 series/req, V2 binary tensors"
+        print(f"{label}, {c} connections ...", file=sys.stderr, flush=True)
+        try:
+            r = loadgen.run_wrk(server.base_url, path, bodies, c, args.duration, 1, server.cpu_seconds,
+                                script=loadgen.V2_LUA_SCRIPT)  # fmt: skip
+        except loadgen.LoadGenError as exc:
+            results["phases"][key] = {"label": label, "connections": c, "error": str(exc)}
+            continue
+        results["phases"][key] = {"label": label, "server": server.name, **r}
 
 
 def run_naive(args: argparse.Namespace, results: dict[str, Any], work: Path, files: dict[str, Path]) -> None:
@@ -337,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
             "sentiment": payloads.write_lines(
                 work / "sentiment.jsonl", payloads.sentiment_bodies(BODY_VARIANTS)
             ),
+            "v2_single": payloads.write_v2_records(
+                work / "v2_single.bin", payloads.v2_binary_records(args.context_length, 1, BODY_VARIANTS)
+            ),
         }
         if "ceiling" not in args.skip:
             run_ceiling(args, results)
@@ -362,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             "int8/fp32 ceiling": _div(results["ceiling"].get("int8", {}).get("rows_per_s"), ceil),
             "on @64/layout ceiling": _div(rows.get("on_c64"), layout_rows),
             "32 series/layout ceiling": _div(rows.get("on_multi"), layout_rows),
+            "v2 binary/v1 json @64": _div(rows.get("v2bin_c64"), rows.get("on_c64")),
         }.items()
         if value is not None
     }

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "post.lua"
+# Open Inference Protocol binary requests (benchmarks/payloads.py write_v2_records).
+V2_LUA_SCRIPT = Path(__file__).resolve().parent / "post_v2.lua"
 _MARK = "WRK_JSON "
 
 
@@ -47,6 +49,7 @@ def run_wrk(
     server_cpu_seconds: Callable[[], float] | None = None,
     max_threads: int = 2,
     timeout_s: int = 10,
+    script: Path = LUA_SCRIPT,
 ) -> dict[str, Any]:
     """One closed-loop load phase; returns throughput, latency percentiles, errors and CPU use.
 
@@ -66,7 +69,7 @@ def run_wrk(
         f"{timeout_s}s",
         "--latency",
         "-s",
-        str(LUA_SCRIPT),
+        str(script),
         base_url,
         "--",
         path,

@@ -64,3 +64,30 @@ def write_lines(path: Path, bodies: list[str]) -> Path:
         raise ValueError("a body spans several lines")
     path.write_text("\n".join(bodies) + "\n")
     return path
+
+
+def v2_binary_records(length: int, series_per_request: int, count: int) -> list[tuple[int, bytes]]:
+    """The same series as ``forecast_bodies``, as V2 binary requests: (JSON header length, body)."""
+    series = [v[-length:] for _, v in load_m4_rows() if len(v) >= length]
+    records = []
+    for i in range(count):
+        rows = [series[(i * series_per_request + j) % len(series)] for j in range(series_per_request)]
+        tensor = np.asarray(rows, dtype="<f4")
+        header = json.dumps(
+            {
+                "inputs": [{"name": "values", "datatype": "FP32", "shape": list(tensor.shape),
+                            "parameters": {"binary_data_size": tensor.nbytes}}],
+                "parameters": {"binary_data_output": True},
+            },
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+        records.append((len(header), header + tensor.tobytes()))
+    return records
+
+
+def write_v2_records(path: Path, records: list[tuple[int, bytes]]) -> Path:
+    with path.open("wb") as fh:
+        for header_length, body in records:
+            fh.write(f"{header_length} {len(body)}\n".encode())
+            fh.write(body)
+    return path

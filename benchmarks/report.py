@@ -76,6 +76,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ),
         ("5", "vs naive baseline, 64 clients", _ratio(_rows(results, "on_c64"), naive), 3.0, True, "x"),
         ("6", "peak RSS per worker (MB)", peak, MB_PER_WORKER, False, "MB"),
+        (
+            "7",
+            "V2 binary / v1 JSON rows/s, 64 clients",
+            _ratio(_rows(results, "v2bin_c64"), _rows(results, "on_c64")),
+            1.0,
+            True,
+            "x",
+        ),
     ]
     return [
         {

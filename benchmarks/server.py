@@ -86,10 +86,9 @@ class Server:
             if self.proc.poll() is not None:
                 raise ServerError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
+                tail = self.log_tail()  # before stop(), which closes the log
                 self.stop()
-                raise ServerError(
-                    f"{self.name} not ready after {timeout_s:.0f} s ({last}):\n{self.log_tail()}"
-                )
+                raise ServerError(f"{self.name} not ready after {timeout_s:.0f} s ({last}):\n{tail}")
             status, last = self.get(ready_path)
             streak = streak + 1 if status == 200 else 0
             time.sleep(0.02 if status == 200 else 0.25)
