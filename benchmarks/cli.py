@@ -66,6 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drift-ab", action="store_true", help="only the drift on/off A/B (interleaved rounds)")
     p.add_argument("--drift-connections", type=int, default=64)
     p.add_argument("--drift-rounds", type=int, default=4)
+    # The cost of drift monitoring (benchmarks/drift_ab.py) runs on its own: bin/bench --drift-ab.
+    p.add_argument("--drift-ab", action="store_true", help="only the drift on/off A/B (interleaved rounds)")
+    p.add_argument("--drift-connections", type=int, default=64)
+    p.add_argument("--drift-rounds", type=int, default=4)
     # The generation benchmark (benchmarks/generation.py) runs on its own: bin/bench --only generate.
     p.add_argument("--only", choices=["generate"], help="run only this benchmark")
     p.add_argument("--gen-model", default="shakespeare-char")
@@ -313,6 +317,10 @@ def run_naive(args: argparse.Namespace, results: dict[str, Any], work: Path, fil
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.models = args.models.resolve()
+    if args.drift_ab:
+        from benchmarks import drift_ab
+
+        return drift_ab.run(args, _meta(args, settings_fields()), settings_fields())
     if args.drift_ab:
         from benchmarks import drift_ab
 

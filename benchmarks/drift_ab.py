@@ -1,0 +1,123 @@
+"""Cost of drift monitoring: the service with SEQSERVE_DRIFT_ENABLED=true vs false, interleaved.
+
+``bin/bench --drift-ab`` starts both services side by side (same settings otherwise; the idle one
+waits while the other is loaded), then alternates load phases between them, swapping the order each
+round so a slow spell of a shared machine hits both sides. Reported: rows/s at --drift-connections
+(single-series forecast requests, as the main benchmark's 64-connection phase) per round and the
+median ratio on/off; the target is on >= 0.97 x off. The "on" service's drift endpoint is read at the
+end to show that monitoring really ran (rows in its window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks import loadgen, payloads
+from benchmarks.server import Server, ServerError, free_port
+
+FORECAST_PATH = "/v1/forecast"
+TARGET_RATIO = 0.97
+
+
+def _server(args: argparse.Namespace, fields: set[str], work: Path, enabled: bool) -> Server:
+    from benchmarks.cli import service_env
+
+    # Only the forecaster: the A/B needs nothing else, and another model's state must not gate /readyz.
+    repository = work / "models"
+    if not repository.exists():
+        repository.mkdir()
+        (repository / args.forecaster).symlink_to(args.models / args.forecaster, target_is_directory=True)
+    port = free_port()
+    env = service_env(argparse.Namespace(**{**vars(args), "models": repository}), port, True, fields)
+    env["SEQSERVE_DRIFT_ENABLED"] = "true" if enabled else "false"
+    name = f"drift_{'on' if enabled else 'off'}"
+    return Server(name, [sys.executable, "-m", "service"], env, port, work / f"{name}.log")
+
+
+def _phase(server: Server, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    r = loadgen.run_wrk(
+        server.base_url, FORECAST_PATH, bodies, args.drift_connections, args.duration, 1, server.cpu_seconds
+    )
+    return {k: r[k] for k in ("rows_per_s", "latency_ms", "error_count", "server_cpu_cores", "duration_s")}
+
+
+def run(args: argparse.Namespace, meta: dict[str, Any], fields: set[str]) -> int:
+    results: dict[str, Any] = {"meta": meta, "rounds": [], "connections": args.drift_connections}
+    with tempfile.TemporaryDirectory(prefix="seqserve-drift-ab-") as tmp:
+        work = Path(tmp)
+        bodies = payloads.write_lines(
+            work / "single.jsonl", payloads.forecast_bodies(args.context_length, 1, 64)
+        )
+        servers = {True: _server(args, fields, work, True), False: _server(args, fields, work, False)}
+        try:
+            for server in servers.values():
+                server.start()
+                if args.warmup:
+                    loadgen.run_wrk(server.base_url, FORECAST_PATH, bodies, 16, args.warmup, 1)
+            for n in range(args.drift_rounds):
+                order = (True, False) if n % 2 == 0 else (False, True)
+                row: dict[str, Any] = {}
+                for enabled in order:
+                    tag = "on" if enabled else "off"
+                    print(f"round {n + 1}: drift {tag} ...", file=sys.stderr, flush=True)
+                    row[tag] = _phase(servers[enabled], bodies, args)
+                row["ratio"] = row["on"]["rows_per_s"] / row["off"]["rows_per_s"]
+                results["rounds"].append(row)
+            status, report = servers[True].get(f"/v1/models/{args.forecaster}/drift")
+            results["drift_endpoint_on"] = json.loads(report) if status == 200 else f"HTTP {status}"
+        except (ServerError, loadgen.LoadGenError) as exc:
+            results["error"] = str(exc)[-2000:]
+        finally:
+            for server in servers.values():
+                server.stop()
+    _summarise(results)
+    print(_table(results))
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.results_dir / f"drift_ab_{stamp}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0 if "error" not in results else 1
+
+
+def _summarise(results: dict[str, Any]) -> None:
+    rounds = results["rounds"]
+    if not rounds:
+        return
+    on = [r["on"]["rows_per_s"] for r in rounds]
+    off = [r["off"]["rows_per_s"] for r in rounds]
+    results["summary"] = {
+        "on_rows_per_s_median": statistics.median(on),
+        "off_rows_per_s_median": statistics.median(off),
+        "ratio_of_medians": statistics.median(on) / statistics.median(off),
+        "median_round_ratio": statistics.median(r["ratio"] for r in rounds),
+        "target_ratio": TARGET_RATIO,
+    }
+    results["summary"]["passed"] = results["summary"]["median_round_ratio"] >= TARGET_RATIO
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [f"drift on vs off, {results['connections']} connections, 1 series/request (rows/s)"]
+    for n, r in enumerate(results["rounds"], 1):
+        lines.append(
+            f"  round {n}: on {r['on']['rows_per_s']:8.1f} (p99 {r['on']['latency_ms'].get('p99', 0):.1f} ms)"
+            f"  off {r['off']['rows_per_s']:8.1f} (p99 {r['off']['latency_ms'].get('p99', 0):.1f} ms)"
+            f"  on/off {r['ratio']:.3f}"
+        )
+    s = results.get("summary")
+    if s:
+        verdict = "PASS" if s["passed"] else "FAIL"
+        lines.append(
+            f"  median: on {s['on_rows_per_s_median']:.1f}, off {s['off_rows_per_s_median']:.1f}; "
+            f"median round ratio {s['median_round_ratio']:.3f} (target >= {TARGET_RATIO}) {verdict}"
+        )
+    if "error" in results:
+        lines.append(f"  error: {results['error'][:500]}")
+    return "\n".join(lines)
