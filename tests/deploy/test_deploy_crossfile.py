@@ -96,7 +96,10 @@ def test_config_map_holds_valid_settings_and_the_shutdown_fits_the_grace_period(
     after_sigterm = settings.drain_seconds + settings.graceful_shutdown_seconds
     assert pod["terminationGracePeriodSeconds"] > pre_stop + after_sigterm
     assert settings.graceful_shutdown_seconds > settings.request_timeout_seconds
-    assert settings.host == "0.0.0.0" and settings.workers == 1
+    assert settings.host == "0.0.0.0"
+    # Workers x ORT threads fit the CPUs requested (0 threads would mean the node's CPU count).
+    cpus = int(container["resources"]["requests"]["cpu"])
+    assert settings.ort_intra_op_threads > 0 and settings.workers * settings.ort_intra_op_threads <= cpus
     assert pod["enableServiceLinks"] is False and pod["automountServiceAccountToken"] is False
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
@@ -132,6 +135,8 @@ def test_kserve_predictor_runs_the_image_on_kserves_port_with_v2() -> None:
     assert env.pop("PROTOCOL") == "v2" and env.pop("TMPDIR") == "/tmp"
     settings = _settings_from(env)
     assert settings.port == 8080 and container["ports"][0]["containerPort"] == 8080
+    cpus = int(container["resources"]["requests"]["cpu"])
+    assert settings.ort_intra_op_threads > 0 and settings.workers * settings.ort_intra_op_threads <= cpus
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["port"] == 8080
     assert container["readinessProbe"]["httpGet"]["path"] == V2_READY
