@@ -22,8 +22,10 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from service.config import Settings
+from service.config_errors import load_settings
 from service.http.listeners import REUSE_PORT_SUPPORTED, ReusePortPlaceholder, check_port_free
 from service.metrics_exposition import prepare_multiprocess
+from service.ready_banner import announce_when_ready
 from service.runtime.reload_sync import prepare as prepare_reload_dir
 
 logger = logging.getLogger("uvicorn.error")
@@ -31,7 +33,8 @@ APP = "service.app:create_app"
 
 
 def main() -> None:
-    settings = Settings()
+    # A bad SEQSERVE_* variable ends here with one line on stderr and exit status 2.
+    settings = load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -52,6 +55,7 @@ def main() -> None:
     # shutdown; this handler turns it (and a SIGTERM before uvicorn starts) into a normal exit 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     options = _uvicorn_options(settings)
+    announce_when_ready(settings)
     try:
         if settings.workers > 1 and settings.reuse_port and settings.port != 0 and REUSE_PORT_SUPPORTED:
             _run_reuse_port_workers(uvicorn.Config(APP, **options), settings)
