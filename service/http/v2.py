@@ -14,7 +14,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.config import Settings
-from service.exceptions import InferenceTimeoutError, InvalidInputError, ModelUnavailableError
+from service.exceptions import (
+    InferenceTimeoutError,
+    InvalidInputError,
+    ModelUnavailableError,
+    NotReadyError,
+)
 from service.http.bodies import read_body
 from service.http.v2_openapi import INFER_BODY, V2_ERRORS
 from service.metrics import count_rejection
@@ -75,7 +80,8 @@ async def ready(request: Request) -> Response:
         return _json({"ready": False, "draining": True}, status_code=503)
     not_ready = _registry(request).not_ready()
     if not_ready:
-        return _json({"ready": False, "not_ready": not_ready}, status_code=503)
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in not_ready.items())
+        raise NotReadyError(f"{len(not_ready)} model(s) not ready: {reasons}")
     return _json({"ready": True})
 
 
@@ -116,8 +122,9 @@ async def model_version_ready(name: str, version: str, request: Request) -> Resp
 
 def _ready(request: Request, name: str, version: str | None) -> Response:
     record = _registry(request).get_version(name, _version(version))
-    ready = record.state == "ready"
-    return _json({"name": name, "ready": ready}, status_code=200 if ready else 503)
+    if record.state != "ready":
+        raise ModelUnavailableError(f"model {name!r} is not ready: {record.error or record.state}")
+    return _json({"name": name, "ready": True})
 
 
 @router.post(

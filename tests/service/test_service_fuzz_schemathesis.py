@@ -63,6 +63,8 @@ def _series(n: int = 200) -> list[float]:
     return read_m4_series(1)[0][1][-n:]
 
 
+_V2_BODY = {"inputs": [{"name": "values", "datatype": "FP32", "shape": [1, 200], "data": _series()}]}
+
 # (settings overrides, method, path, JSON body or raw bytes, expected status); "empty" = no models.
 DOCUMENTED: list[tuple[dict[str, Any] | str, str, str, Any, int]] = [
     ({}, "POST", "/v1/forecast", {"series": [{"id": "a", "values": _series()}], "horizon": 3}, 200),
@@ -86,11 +88,25 @@ DOCUMENTED: list[tuple[dict[str, Any] | str, str, str, Any, int]] = [
     ({}, "GET", "/healthz", None, 200),
     ({}, "GET", "/readyz", None, 200),
     ("empty", "GET", "/readyz", None, 503),
+    ({}, "POST", f"/v2/models/{MODEL_NAME}/infer", _V2_BODY, 200),
+    ({}, "POST", f"/v2/models/{MODEL_NAME}/infer", {"inputs": []}, 400),
+    ({}, "POST", "/v2/models/nope/infer", _V2_BODY, 404),
+    ({"max_body_bytes": 64}, "POST", f"/v2/models/{MODEL_NAME}/infer", _V2_BODY, 413),
+    ({"request_timeout_seconds": 1e-9}, "POST", f"/v2/models/{MODEL_NAME}/infer", _V2_BODY, 504),
+    ({}, "GET", f"/v2/models/{MODEL_NAME}", None, 200),
+    ({}, "GET", "/v2/models/nope", None, 404),
+    ({}, "GET", "/v2/health/ready", None, 200),
+    ("empty", "GET", "/v2/health/ready", None, 503),
+    ({}, "POST", "/v2/repository/index", None, 200),
 ]
 
 
 def _template(path: str) -> str:
-    return "/v1/models/{name}" if path.startswith("/v1/models/") else path
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{name}"
+    if path.startswith("/v2/models/"):
+        return "/v2/models/{name}/infer" if path.endswith("/infer") else "/v2/models/{name}"
+    return path
 
 
 @pytest.mark.parametrize(
@@ -112,8 +128,11 @@ def test_every_documented_status_conforms(
         response = client.request(method, path, **kwargs)
     assert response.status_code == status, response.text
     operation = schema[_template(path)][method]
-    path_parameters = {"name": path.rsplit("/", 1)[1]} if "{name}" in _template(path) else None
+    name = path.split("/")[3] if path.startswith("/v2/models/") else path.rsplit("/", 1)[1]
+    path_parameters = {"name": name} if "{name}" in _template(path) else None
     case_kwargs: dict[str, Any] = {"body": body} if isinstance(body, dict) else {}
+    if isinstance(body, dict) and path.startswith("/v2/"):
+        case_kwargs["media_type"] = "application/json"  # V2 infer also documents binary bodies
     case = operation.Case(path_parameters=path_parameters, **case_kwargs)
     # 503 and 504 are documented answers (not ready, timeout), not faults: only their shape is checked.
     wanted = [c for c in CHECKS if status < 500 or c is not checks.not_a_server_error]
