@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.config_forms import parse_list, parse_mapping
+from service.runtime.versions import VersionPolicy
 
 MIB = 1024 * 1024
 
@@ -239,6 +240,22 @@ class Settings(BaseSettings):
     @classmethod
     def _mapping_from_text(cls, value: object) -> object:
         return parse_mapping(value) if isinstance(value, str) else value
+
+    @field_validator("version_policy")
+    @classmethod
+    def _known_policy(cls, policy: str) -> str:
+        VersionPolicy.parse(policy)  # raises ValueError naming the accepted forms
+        return policy
+
+    @field_validator("model_version_policies")
+    @classmethod
+    def _known_policies(cls, policies: dict[str, str]) -> dict[str, str]:
+        for name, policy in policies.items():
+            try:
+                VersionPolicy.parse(policy)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        return policies
 
     @field_validator("api_keys")
     @classmethod
