@@ -11,7 +11,9 @@ import onnxruntime as ort
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from svc_helpers import MODELS, make_settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from svc_helpers import MODELS, make_settings, read_m4_series
 
 from service.app import create_app
 
@@ -208,3 +210,42 @@ def test_api_keys_guard_v2_with_the_protocol_error_shape() -> None:
         _error(client.post("/v2/repository/index", headers={"X-API-Key": "wrong"}), 401, "invalid API key")
         assert client.get("/v2/models/m4-hourly", headers={"Authorization": "Bearer k1"}).status_code == 200
         assert client.get("/v2/health/ready").status_code == 200
+
+
+_SERIES = [values for _, values in read_m4_series(8)]
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(
+    rows=st.lists(st.integers(0, len(_SERIES) - 1), min_size=1, max_size=4),
+    length=st.integers(168, 400),
+    texts=st.lists(st.text(st.characters(codec="utf-8"), min_size=1, max_size=40).filter(str.strip),
+                   min_size=1, max_size=4),
+)  # fmt: skip
+def test_any_request_answers_alike_as_json_and_as_binary(
+    client: TestClient, rows: list[int], length: int, texts: list[str]
+) -> None:
+    values = np.asarray([_SERIES[i][-length:] for i in rows], dtype=np.float32)
+    encoded = np.asarray([t.encode() for t in texts], dtype=object)
+    for model, name, datatype, array, data in (
+        ("m4-hourly", "values", "FP32", values, values.tolist()),
+        ("sst2-bilstm", "text", "BYTES", encoded, texts),
+    ):
+        as_json = _infer(client, model, {"name": name, "datatype": datatype, "shape": list(array.shape),
+                                         "data": data})  # fmt: skip
+        as_binary = _binary_infer(client, f"/v2/models/{model}/infer", [(name, datatype, array)],
+                                  parameters={"binary_data_output": True})  # fmt: skip
+        assert as_json.status_code == as_binary.status_code
+        if as_json.status_code != 200:  # e.g. a text with no token: the same 400 either way
+            assert as_json.json() == as_binary.json()
+            continue
+        (_, from_json), (_, from_binary) = _split(as_json), _split(as_binary)
+        assert from_json.keys() == from_binary.keys()
+        for key, array_json in from_json.items():
+            if array_json.dtype == object:
+                assert [str(x) for x in array_json.reshape(-1)] == [
+                    str(x) for x in from_binary[key].reshape(-1)
+                ]
+            else:
+                np.testing.assert_allclose(array_json, from_binary[key], rtol=1e-6, atol=1e-7)
