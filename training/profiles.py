@@ -30,7 +30,7 @@ from service.drift.extractors import Extractor, ForecastExtractor, Observed, Sen
 from service.drift.profile import PROFILE_VERSION, Profile
 from training.manifest import sha256_file
 from training.sentiment_train import read_tsv
-from training.series_io import load_m4_wide
+from training.series_io import load_long_csv, load_m4_wide
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +90,12 @@ def _data_path(manifest: dict[str, Any], suffix: str, default: Path) -> Path:
 def forecast_observed(version_dir: Path, manifest: dict[str, Any], seed: int = 0) -> list[Observed]:
     p = manifest["parameters"]
     context = int(p["context_length"])
-    default = REPO_ROOT / "training/data/m4/Hourly-train.csv"
-    series = load_m4_wide(_data_path(manifest, "Hourly-train.csv", default))
+    training = manifest.get("training", {})
+    data = training.get("data") or [{"path": "training/data/m4/Hourly-train.csv"}]
+    # The training series: the first data file the manifest records, read the way training read it.
+    first = data[0]["path"] if isinstance(data[0], dict) else str(data[0])
+    loader = load_long_csv if training.get("data_format") == "long" else load_m4_wide
+    series = loader(REPO_ROOT / first)
     rng = np.random.default_rng(seed)
     windows: list[np.ndarray] = []
     for values in series.values():

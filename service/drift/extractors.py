@@ -99,3 +99,7 @@ EXTRACTORS: dict[str, Any] = {
     "forecast": ForecastExtractor.from_parameters,
     "sentiment": SentimentExtractor.from_parameters,
 }
+EXTRACTOR_FEATURES: dict[str, tuple[str, ...]] = {
+    "forecast": ForecastExtractor.names,
+    "sentiment": SentimentExtractor.names,
+}

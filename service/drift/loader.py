@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from service.config import Settings
-from service.drift.extractors import EXTRACTORS
+from service.drift.extractors import EXTRACTOR_FEATURES, EXTRACTORS
 from service.drift.monitor import DriftMonitor, DriftObserver, NoDrift
 from service.drift.profile import load_profile
 from service.runtime.manifest import ManifestError, ModelManifest
@@ -28,6 +28,8 @@ def drift_observer(manifest: ModelManifest, version_dir: Path, settings: Setting
     factory = EXTRACTORS.get(manifest.task)
     if factory is None:
         return NoDrift(f"no drift features are defined for task {manifest.task!r}")
+    if not {f.name for f in profile.features} & set(EXTRACTOR_FEATURES[manifest.task]):
+        return NoDrift("the profile has no feature this service computes")
     try:
         extractor = factory(profile.parameters)
     except (KeyError, TypeError, ValueError) as exc:
