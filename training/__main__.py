@@ -7,7 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
-from training import batch_profile, profiles, quantize, sentiment_pipeline
+from training import (
+    batch_profile,
+    classify_pipeline,
+    profiles,
+    quantize,
+    sentiment_pipeline,
+    textgen_pipeline,
+)
 from training.forecast_pipeline import M4_TEST, M4_TRAIN, config_from_args, reevaluate, run_forecast
 
 
@@ -43,6 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     es = sub.add_parser("evaluate-sentiment", help="re-score a committed sentiment model with onnxruntime")
     es.add_argument("version_dir", type=Path)
 
+    tg = sub.add_parser("textgen", help="train, export and evaluate the character LSTM (Tiny Shakespeare)")
+    tg.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    tg.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
+    tg.add_argument("--steps", type=int, default=None)
+    tg.add_argument("--max-seconds", type=float, default=None, help="time budget of the training loop")
+    tg.add_argument("--seed", type=int, default=None)
+
+    et = sub.add_parser("evaluate-textgen", help="re-score a committed text generator with onnxruntime")
+    et.add_argument("version_dir", type=Path)
+    et.add_argument("--prefix-only", action="store_true", help="only the manifest's quick prefix check")
+
+    cl = sub.add_parser("classify", help="train, export and evaluate the MNIST row-LSTM classifier")
+    cl.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    cl.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
+    cl.add_argument("--epochs", type=int, default=None)
+    cl.add_argument("--seed", type=int, default=None)
+
+    ec = sub.add_parser("evaluate-classify", help="re-score a committed classifier on the MNIST test set")
+    ec.add_argument("version_dir", type=Path)
+
     qz = sub.add_parser("quantize", help="int8 variant of a committed version (dynamic quantization + gate)")
     qz.add_argument("src_version_dir", type=Path, help="models/<name>/<version> of the fp32 model")
     qz.add_argument("--out", type=Path, required=True, help="models/<name>/<new version>")
@@ -70,10 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     pd.add_argument("version_dir", type=Path)
 
+    td = sub.add_parser("tensor-demo", help="train and export the generic ONNX example (model.onnx only)")
+    td.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    td.add_argument("--seconds", type=float, default=45.0)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if args.command in ("forecast", "evaluate-forecast"):
         test_csv = args.test_csv if args.test_csv or args.format != "m4" else M4_TEST
+    if args.command == "tensor-demo":
+        from training.tensor_demo import train_and_export
+
+        train_and_export(args.out, M4_TRAIN, args.seconds)
+        return 0
     if args.command == "forecast":
         name = args.name or args.out.resolve().parent.name
         run_forecast(
@@ -87,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         sentiment_pipeline.run_sentiment(args.out, cfg, name, args.train_limit)
     elif args.command == "evaluate-sentiment":
         sentiment_pipeline.reevaluate(args.version_dir)
+    elif args.command == "textgen":
+        cfg_t = textgen_pipeline.config_from_args(args.steps, args.seed, args.max_seconds)
+        textgen_pipeline.run_textgen(args.out, cfg_t, args.name or args.out.resolve().parent.name)
+    elif args.command == "evaluate-textgen":
+        textgen_pipeline.reevaluate(args.version_dir, args.prefix_only)
+    elif args.command == "classify":
+        cfg_c = classify_pipeline.config_from_args(args.epochs, args.seed)
+        classify_pipeline.run_classify(args.out, cfg_c, args.name or args.out.resolve().parent.name)
+    elif args.command == "evaluate-classify":
+        classify_pipeline.reevaluate(args.version_dir)
     elif args.command == "quantize":
         cands = quantize.candidates(args.weight_type, [p == "on" for p in args.per_channel], args.scope)
         quantize.quantize_version(args.src_version_dir, args.out, cands, args.force, args.default_policy)

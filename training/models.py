@@ -159,7 +159,12 @@ class CharLSTM(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, embed_dim: int = 128, hidden_size: int = 512, num_layers: int = 2, dropout: float = 0.2
+        self,
+        vocab_size: int,
+        embed_dim: int = 128,
+        hidden_size: int = 512,
+        num_layers: int = 2,
+        dropout: float = 0.2,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -216,7 +221,11 @@ class RowLSTMClassifier(nn.Module):
         self.mean = mean
         self.std = std
         self.lstm = nn.LSTM(
-            feature_size, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+            feature_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, num_classes)
