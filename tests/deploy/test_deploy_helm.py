@@ -109,6 +109,9 @@ def test_api_keys_come_from_a_secret_reference_only() -> None:
         (["config.SEQSERVE_PORT=9000"], "is set by the chart"),
         (["modelRepository.source=pvc"], "claimName is required"),
         (["metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true"], "not both"),
+        # values.schema.json: a misspelt key is refused instead of silently ignored.
+        (["autoscaling.maxReplica=20"], "additional properties 'maxReplica' not allowed"),
+        (["modelRepository.source=s3"], "modelRepository/source"),
     ],
 )
 def test_chart_refuses_values_that_would_lose_requests_or_leak(values: list[str], message: str) -> None:
