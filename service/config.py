@@ -229,6 +229,14 @@ class Settings(BaseSettings):
     drift_refresh_seconds: float = Field(
         default=5.0, gt=0, description="Seconds between drift score and gauge updates (off the request path)."
     )
+    drift_rows_per_refresh: int = Field(
+        default=1_000,
+        gt=0,
+        description=(
+            "Most rows per model (and worker) queued for drift scoring between two refreshes; more are "
+            "skipped, so scoring costs the same at any load (a sample is enough to score a distribution)."
+        ),
+    )
 
     # NoDecode above: the environment's raw string reaches these, so both forms can be accepted.
     @field_validator("api_keys", "cors_allow_origins", mode="before")

@@ -42,6 +42,7 @@ def drift_observer(manifest: ModelManifest, version_dir: Path, settings: Setting
         settings.drift_window_rows,
         settings.drift_window_seconds,
         settings.drift_refresh_seconds,
+        settings.drift_rows_per_refresh,
     )
     if monitor.ignored:
         logger.warning("drift profile features not computed by this service: %s", monitor.ignored)

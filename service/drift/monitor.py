@@ -68,6 +68,7 @@ class DriftMonitor:
         window_rows: int,
         window_seconds: float,
         refresh_seconds: float,
+        rows_per_refresh: int | None = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -83,7 +84,10 @@ class DriftMonitor:
         self._oldest_age: float | None = None
         self._queue: list[Observed] = []
         self._queued_rows = 0
-        self.dropped_rows = 0
+        # A sample is enough to score a distribution: past this many rows between two refreshes, rows
+        # are skipped (counted), which bounds the refresher's work per interval whatever the traffic.
+        self._rows_per_refresh = min(window_rows, rows_per_refresh or window_rows)
+        self.skipped_rows = 0
         self._queue_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.retired = False
@@ -92,9 +96,8 @@ class DriftMonitor:
     def observe(self, inputs: Any, outputs: np.ndarray[Any, Any]) -> None:
         rows = len(outputs)
         with self._queue_lock:
-            # Past a full window of queued rows the refresher is behind; drop rather than grow.
-            if self._queued_rows >= self._window.max_rows:
-                self.dropped_rows += rows
+            if self._queued_rows >= self._rows_per_refresh:
+                self.skipped_rows += rows
                 return
             self._queue.append((inputs, outputs))
             self._queued_rows += rows
@@ -152,7 +155,8 @@ class DriftMonitor:
                 "max_rows": self._window.max_rows,
                 "max_seconds": self._window.max_seconds,
                 "oldest_row_age_seconds": self._oldest_age,
-                "dropped_rows": self.dropped_rows,
+                "rows_per_refresh": self._rows_per_refresh,
+                "skipped_rows": self.skipped_rows,
                 "prior_rows": PRIOR_ROWS,
             },
             "features": [self._feature_report(f) for f in self._features],

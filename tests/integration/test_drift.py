@@ -133,7 +133,7 @@ def _scores(url: str, prom: str, model: str) -> dict[str, float]:
     """The endpoint's scores for this window, once Prometheus has scraped the same values."""
     report = httpx.get(f"{url}/v1/models/{model}/drift", timeout=10).json()
     assert report["enabled"] and report["window"]["rows"] == WINDOW
-    assert report["window"]["dropped_rows"] == 0
+    assert report["window"]["skipped_rows"] == 0
     scores = {f["name"]: f["psi"] for f in report["features"]}
     sides = {f["name"]: f["side"] for f in report["features"]}
 
