@@ -17,6 +17,8 @@ from service.http.auth import ApiKeyMiddleware, install_security_schemes
 from service.http.errors import install_error_handlers
 from service.http.limits import BodySizeLimitMiddleware
 from service.http.metrics_middleware import HttpMetricsMiddleware
+from service.http.model_card import router as model_card_router
+from service.http.pages import router as pages_router
 from service.http.v1 import router
 from service.http.v1_classify import router as classify_router
 from service.http.v1_drift import router as drift_router
@@ -67,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mark_worker_exit()
 
     drain = Drain(settings.drain_seconds)
-    app = FastAPI(title="seqserve", version=__version__, lifespan=lifespan)
+    # /docs comes from service/http/pages.py (offline Swagger UI); no /redoc (it needs a CDN font and script).
+    app = FastAPI(title="seqserve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.drain = drain
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
@@ -98,10 +101,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(drift_router)
     app.include_router(v2_router)
     app.include_router(v2_repository_router)
+    app.include_router(model_card_router)
+    app.include_router(pages_router)
     app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))
     # Added last, so it wraps the body limit and sees its 413s too. FastAPI keeps an included router
     # as one opaque entry, so its own routes are listed for matching route templates.
-    routers = (router, generate_router, classify_router, drift_router, v2_router, v2_repository_router)
+    routers = (
+        router, generate_router, classify_router, drift_router, v2_router, v2_repository_router,
+        model_card_router, pages_router,
+    )  # fmt: skip
     own_routes = [route for included in routers for route in included.routes]
     app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *own_routes])
     return app

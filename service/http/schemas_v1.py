@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from service.http import examples
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -38,6 +40,9 @@ class SeriesIn(_Strict):
 
 
 class ForecastRequest(_Strict):
+    # A real M4 series, so /docs' "Try it out" returns a forecast (service/http/examples.py).
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.FORECAST_REQUEST]})
+
     model: UnicodeStr | None = Field(
         default=None, description="Model name; default: the first forecast model by name."
     )
@@ -53,6 +58,8 @@ class ForecastRequest(_Strict):
 
 
 class SentimentRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.SENTIMENT_REQUEST]})
+
     model: UnicodeStr | None = Field(
         default=None, description="Model name; default: the first sentiment model by name."
     )

@@ -1,0 +1,85 @@
+"""The playground, offline docs, model cards and report files over HTTP (in process, real models)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from svc_helpers import make_settings
+
+from service.app import create_app
+from service.http.pages import STATIC_DIR
+
+URL = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:fetch|import)\s*\(?\s*["']([^"']+)["']""")
+
+
+def _own_assets() -> list[Path]:
+    return [p for p in STATIC_DIR.rglob("*") if p.suffix in {".html", ".js", ".css"} and "vendor" not in p.parts]
+
+
+def test_playground_and_docs_reference_only_this_service(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    for text in [page.text, docs.text, *(p.read_text() for p in _own_assets())]:
+        for match in URL.finditer(text):
+            target = match.group(1) or match.group(2)
+            assert target.startswith(("/", "./", "#")), target
+    # Every asset the two pages name is served.
+    for text in (page.text, docs.text):
+        for match in URL.finditer(text):
+            target = match.group(1) or match.group(2)
+            if target.startswith("/static/"):
+                assert client.get(target).status_code == 200, target
+
+
+def test_docs_use_the_vendored_swagger_ui_and_no_validator(client: TestClient) -> None:
+    html = client.get("/docs").text
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in html
+    assert '"validatorUrl": null' in html
+    assert client.get("/redoc").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/static/../config.py", "/static/vendor/uplot/README.md", "/static/nope.js"])
+def test_static_serves_only_its_own_files(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_openapi_has_a_working_example_for_each_prediction(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, schema_name in [("/v1/forecast", "ForecastRequest"), ("/v1/sentiment", "SentimentRequest")]:
+        example = schema["components"]["schemas"][schema_name]["examples"][0]
+        response = client.post(path, json=example)
+        assert response.status_code == 200, response.text
+    forecast = schema["components"]["schemas"]["ForecastRequest"]["examples"][0]
+    assert len(forecast["series"][0]["values"]) >= 168
+
+
+def test_model_card_lists_evaluation_parity_serving_and_checksums(client: TestClient) -> None:
+    card = client.get("/v1/models/m4-hourly/card").json()
+    assert card["task"] == "forecast"
+    assert {"model", "baselines", "published_owa"} <= set(card["evaluation"])
+    assert card["parity"]["max_abs_diff"] >= 0
+    assert card["serving"]["preferred_batch_size"] >= 1
+    files = {f["name"]: f for f in card["files"]}
+    assert files["model.onnx"]["sha256"] == card["model_sha256"]
+    assert files["model.onnx"]["url"] is None
+    assert "history" not in card["training"]
+
+
+def test_file_route_never_serves_weights(client: TestClient) -> None:
+    for name in ["model.onnx", "torch_state.pt", "model.json", "../../README.md"]:
+        response = client.get(f"/v1/models/m4-hourly/versions/1/files/{name}")
+        assert response.status_code == 404, name
+    assert client.get("/v1/models/m4-hourly/versions/99/files/report.md").status_code == 404
+
+
+def test_with_api_keys_pages_are_open_and_the_api_is_not() -> None:
+    with TestClient(create_app(make_settings(api_keys=["k1"]))) as keyed:
+        for path in ["/", "/docs", "/openapi.json", "/static/playground/main.js", "/favicon.ico"]:
+            assert keyed.get(path).status_code == 200, path
+        assert keyed.get("/v1/models/m4-hourly/card").status_code == 401
+        assert keyed.get("/v1/models/m4-hourly/card", headers={"X-API-Key": "k1"}).status_code == 200
