@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -118,6 +119,9 @@ class ContinuousScheduler:
         self._states: list[Array] = graph.zero_state(0)
         self._next_tokens = np.zeros(0, dtype=np.int64)
         self._touched: list[_Stream] = []
+        self._wakes: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Job]] | None] = (
+            queue.SimpleQueue()
+        )
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -129,6 +133,8 @@ class ContinuousScheduler:
                     target=self._loop, name=f"generate-{self._label}", daemon=True
                 )
                 self._thread.start()
+                name = f"wake-{self._label}"
+                threading.Thread(target=_waker, args=(self._wakes,), name=name, daemon=True).start()
             self._cond.notify()
 
     def close(self) -> None:
@@ -143,6 +149,7 @@ class ContinuousScheduler:
                 while not (self._pending or self._prefilling or self._decoding):
                     if self._closed:
                         self._thread = None
+                        self._wakes.put(None)  # its waker goes too
                         return
                     self._cond.wait()
                 self._admit()
@@ -168,9 +175,19 @@ class ContinuousScheduler:
         self._prefilling = [s for s in self._prefilling if not s.job.cancelled]
         if any(s.job.cancelled for s in self._decoding):
             self._keep_decoding([i for i, s in enumerate(self._decoding) if not s.job.cancelled])
-        joined = self._prefill() if self._prefilling else []
-        if joined:
-            self._join(joined)
+        if self._prefilling and self._decoding:
+            # Streams are running: the new ones join the batch at once and feed their prompt one token
+            # per step, one more row each (cheap next to a separate prefill run, which would stall
+            # everyone for its whole length).
+            for stream in self._prefilling:
+                stream.next_token = int(stream.job.prompt[stream.cursor])
+            self._join(self._prefilling)
+            self._prefilling = []
+        elif self._prefilling:
+            # Nothing to stall: prefill in chunks, the fastest way to a first token.
+            joined = self._prefill()
+            if joined:
+                self._join(joined)
         if self._decoding:
             self._decode()
 
@@ -248,21 +265,35 @@ class ContinuousScheduler:
         self._states = [outputs[name] for name in graph.state_outputs]
         logits = outputs[graph.logits_output]
         now = time.perf_counter()
-        keep: list[int] = []
-        tokens = self._pick([stream.job for stream in streams], logits)
-        inter_token = self._metrics.inter_token
-        for row, (stream, token) in enumerate(zip(streams, tokens, strict=True)):
-            job = stream.job
-            inter_token.observe(now - stream.last_token_at)
+        next_tokens = self._next_tokens.copy()
+        emitting: list[int] = []
+        for row, stream in enumerate(streams):
+            size = stream.job.prompt.size
+            if stream.cursor < size:  # this row fed a prompt token
+                stream.cursor += 1
+                if stream.cursor < size:
+                    next_tokens[row] = stream.job.prompt[stream.cursor]
+                    continue
+            emitting.append(row)
+        tokens = self._pick([streams[row].job for row in emitting], logits[emitting]) if emitting else []
+        leaving: list[int] = []
+        for row, token in zip(emitting, tokens, strict=True):
+            stream = streams[row]
+            if stream.last_token_at:
+                self._metrics.inter_token.observe(now - stream.last_token_at)
+            else:  # its prompt ended in this step
+                self._metrics.ttft.observe(now - stream.admitted)
             stream.last_token_at = now
+            next_tokens[row] = token
             self._touched.append(stream)
-            if not job.advance(token) and not job.cancelled:
-                keep.append(row)
-        self._next_tokens = np.asarray(tokens, dtype=np.int64)
-        self._metrics.tokens.inc(len(streams))
+            if stream.job.advance(token) or stream.job.cancelled:
+                leaving.append(row)
+        self._next_tokens = next_tokens
+        self._metrics.tokens.inc(len(emitting))
         self._metrics.streams_per_step.observe(len(streams))
-        if len(keep) != len(streams):
-            self._keep_decoding(keep)
+        if leaving:
+            gone = set(leaving)
+            self._keep_decoding([row for row in range(len(streams)) if row not in gone])
 
     def _keep_decoding(self, rows: Sequence[int]) -> None:
         """Leave only these decode rows (finished, cancelled and failed streams leave at once)."""
@@ -299,9 +330,22 @@ class ContinuousScheduler:
             by_loop[stream.job.loop].append(stream.job)
         self._touched = []
         for loop, jobs in by_loop.items():
-            # A closed loop (RuntimeError) has nobody waiting for these streams any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_wake_all, jobs)
+            self._wakes.put((loop, jobs))
+
+
+def _waker(wakes: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Job]] | None]) -> None:
+    """Wake event loops for the scheduler, which then never waits on the GIL for the self-pipe write.
+
+    ``call_soon_threadsafe`` writes to the loop's self-pipe, a system call that releases the GIL; the
+    loop thread, just woken by it, usually takes the GIL and holds it while it writes every stream's
+    event, so the scheduler would start its next step milliseconds late (measured: 2.3 ms per step at
+    64 streams). From this thread that wait overlaps the next ``session.run`` instead.
+    """
+    while (item := wakes.get()) is not None:
+        loop, jobs = item
+        # A closed loop (RuntimeError) has nobody waiting for these streams any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_wake_all, jobs)
 
 
 def _wake_all(jobs: list[Job]) -> None:
