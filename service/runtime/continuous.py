@@ -4,16 +4,19 @@ One scheduler thread per model loops over *iterations*. Each iteration:
 
 1. takes the streams admitted since the last one, and drops cancelled ones (a client that hung up
    leaves before the next ``session.run``);
-2. feeds prompts in chunks of at most ``chunk_tokens`` (prefill). Chunks of equal length share one
-   ``session.run``; the chunks run per iteration add up to about ``chunk_tokens`` time steps, so a
-   long prompt delays the running streams by one chunk at a time, never by its whole length;
-3. runs **one** decode ``session.run`` over every decoding stream: their last tokens ``[B, 1]`` and
-   their recurrent state, kept gathered as ``[L, B, H]`` so a step needs no copy unless the set of
-   streams changed. Streams that finished prefill join this step; finished ones leave right after it.
+2. prefill. With nothing decoding, prompts are fed in chunks of at most ``chunk_tokens`` (equal
+   lengths share one ``session.run``; chunks per iteration add up to about ``chunk_tokens`` time
+   steps), the fastest way to a first token. With streams running, a new stream instead joins the
+   decode batch at once and feeds its prompt one token per step: one more row in a run that happens
+   anyway, where a separate prefill run would stall every running stream for the prompt's length;
+3. runs **one** decode ``session.run`` over every stream in the batch: last tokens (or next prompt
+   tokens) ``[B, 1]`` and the recurrent state, kept gathered as ``[L, B, H]`` so a step needs no copy
+   unless the set of streams changed. Finished streams leave right after the step.
 
-The graph returns bitwise-identical rows whatever the batch size (measured, and tested by comparing
-texts alone and beside 63 other streams), and each stream samples with its own generator, so a stream's
-text does not depend on what else runs. The state exists only in this thread, for the life of its
+The graph returns bitwise-identical rows whatever the batch size, and a prompt fed token by token
+leaves bitwise the state of the same prompt fed as one chunk (both measured on this model's graph; the
+tests compare texts alone and beside 63 other streams). Each stream samples with its own generator, so
+its text does not depend on what else runs. The state exists only in this thread, for the life of its
 stream. Session runs release the GIL, so the event loop keeps serving meanwhile; the loop is woken once
 per iteration for every stream that got tokens.
 """
