@@ -25,10 +25,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORECAST_PATH, SENTIMENT_PATH = "/v1/forecast", "/v1/sentiment"
 BODY_VARIANTS = 64
+PEERS = ("pytriton",)
+PEERS_DIR = Path.home() / ".cache" / "seqserve-bench"
 
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _names(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(names) - set(PEERS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown peer(s) {unknown}; known: {list(PEERS)}")
+    return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,10 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--skip", action="append", default=[], choices=["ceiling", "on", "off", "naive"])
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    # The cost of drift monitoring (benchmarks/drift_ab.py) runs on its own: bin/bench --drift-ab.
-    p.add_argument("--drift-ab", action="store_true", help="only the drift on/off A/B (interleaved rounds)")
-    p.add_argument("--drift-connections", type=int, default=64)
-    p.add_argument("--drift-rounds", type=int, default=4)
+    # Other serving stacks on the same model and series (benchmarks/peers/), each in its own venv.
+    p.add_argument("--peers", type=_names, default=[], metavar="pytriton", help="peers to run too")
+    p.add_argument("--peers-dir", type=Path, default=PEERS_DIR, help="where peer venvs are installed")
+    p.add_argument("--peer-instances", type=int, default=2, help="model instances (x 1 thread) per peer")
     # The cost of drift monitoring (benchmarks/drift_ab.py) runs on its own: bin/bench --drift-ab.
     p.add_argument("--drift-ab", action="store_true", help="only the drift on/off A/B (interleaved rounds)")
     p.add_argument("--drift-connections", type=int, default=64)
@@ -227,6 +237,8 @@ def run_service(
         ok, answer = _check(server, FORECAST_PATH, files["single"], 1, "forecasts")
         if not ok:
             raise ServerError(f"forecast check failed: {answer}")
+        # Peers' answers to the same first body are compared with this one.
+        results["checks"].setdefault("forecast", answer["forecasts"][0])
         served = answer["model"]
         results["served"]["forecast"] = f"{served['name']} v{served['version']}"
         results["served_forecast_version"][server.name] = served["version"]
@@ -321,10 +333,6 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import drift_ab
 
         return drift_ab.run(args, _meta(args, settings_fields()), settings_fields())
-    if args.drift_ab:
-        from benchmarks import drift_ab
-
-        return drift_ab.run(args, _meta(args, settings_fields()), settings_fields())
     if args.only == "generate":
         from benchmarks import generation_cli
 
@@ -343,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         "served_forecast_version": {},
         "service_env": {},
         "memory": {},
+        "peers": {},
+        "checks": {},
     }
     if results["meta"]["loadavg_start"] > 0.5:
         print(
@@ -362,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             "sentiment": payloads.write_lines(
                 work / "sentiment.jsonl", payloads.sentiment_bodies(BODY_VARIANTS)
             ),
+            "v2_json_single": payloads.write_lines(
+                work / "v2_json_single.jsonl", payloads.v2_json_bodies(args.context_length, 1, BODY_VARIANTS)
+            ),
             "v2_single": payloads.write_v2_records(
                 work / "v2_single.bin", payloads.v2_binary_records(args.context_length, 1, BODY_VARIANTS)
             ),
@@ -370,11 +383,16 @@ def main(argv: list[str] | None = None) -> int:
             run_ceiling(args, results)
         if "on" not in args.skip:
             run_service(args, results, work, True, fields, files)
+        if "pytriton" in args.peers:
+            from benchmarks.peers import pytriton_peer
+
+            model_path = args.models / args.forecaster / args.fp32_version / "model.onnx"
+            pytriton_peer.run(args, results, work, files["v2_json_single"], model_path)
         if "off" not in args.skip:
             run_service(args, results, work, False, fields, files)
         if "naive" not in args.skip:
             run_naive(args, results, work, files)
-        for key in ("service_on", "service_off", "naive"):
+        for key in ("service_on", "service_off", "naive", "pytriton"):
             log = work / f"{key}.log"
             if log.exists():
                 results.setdefault("server_log_tails", {})[key] = log.read_text(errors="replace")[-2000:]
@@ -391,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
             "on @64/layout ceiling": _div(rows.get("on_c64"), layout_rows),
             "32 series/layout ceiling": _div(rows.get("on_multi"), layout_rows),
             "v2 binary/v1 json @64": _div(rows.get("v2bin_c64"), rows.get("on_c64")),
+            **{
+                f"on/pytriton @{c}": _div(rows.get(f"on_c{c}"), rows.get(f"pytriton_c{c}"))
+                for c in args.connections
+            },
         }.items()
         if value is not None
     }

@@ -91,3 +91,15 @@ def write_v2_records(path: Path, records: list[tuple[int, bytes]]) -> Path:
             fh.write(f"{header_length} {len(body)}\n".encode())
             fh.write(body)
     return path
+
+
+def v2_json_bodies(length: int, series_per_request: int, count: int, name: str = "values") -> list[str]:
+    """The same series as ``forecast_bodies`` (same order, same numbers), as V2 JSON inference requests."""
+    series = [v[-length:] for _, v in load_m4_rows() if len(v) >= length]
+    bodies = []
+    for i in range(count):
+        rows = [series[(i * series_per_request + j) % len(series)] for j in range(series_per_request)]
+        tensor = {"name": name, "datatype": "FP32", "shape": [len(rows), length],
+                  "data": [x for row in rows for x in row]}  # fmt: skip
+        bodies.append(json.dumps({"inputs": [tensor]}, separators=(",", ":")))
+    return bodies
