@@ -18,6 +18,7 @@ import numpy as np
 
 from service.exceptions import InferenceError
 from service.tasks.sampling import Sampler, SamplingParams
+from service.tasks.stop_strings import StopMatcher
 
 FinishReason = Literal["length", "stop"]
 
@@ -59,6 +60,7 @@ class GenerationStream:
         self.sampler = Sampler(request.sampling)
         self._max_new_tokens = request.max_new_tokens
         self._stop = request.stop
+        self._stops = StopMatcher(request.stop)
         # Scheduler-thread state: everything generated, and how much of it was handed out.
         self._text = ""
         self._emitted = 0
@@ -72,19 +74,19 @@ class GenerationStream:
     # --- scheduler thread ---
 
     def advance(self, token: int) -> bool:
-        before = len(self._text)
-        self._text += self._pieces[token]
+        piece = self._pieces[token]
+        self._text += piece
         self._tokens += 1
         finish: FinishReason | None = None
         end = len(self._text)
-        stop_at = self._find_stop(before)
+        stop_at = self._stops.feed(piece) if self._stop else None
         if stop_at is not None:
             # As OpenAI does: the text ends before the stop string, which is not included.
             finish, end = "stop", stop_at
         elif self._tokens >= self._max_new_tokens:
             finish = "length"
         else:
-            end -= self._held_back()
+            end -= self._stops.held_back
         if end > self._emitted or finish is not None:
             self._events.append(Chunk(self._text[self._emitted : end], finish, self._tokens))
             self._emitted = max(self._emitted, end)
@@ -92,25 +94,6 @@ class GenerationStream:
 
     def fail(self, error: BaseException) -> None:
         self._events.append(_Failure(error))
-
-    def _find_stop(self, before: int) -> int | None:
-        """Start of the earliest stop string that the new text completed, if any."""
-        found: int | None = None
-        for stop in self._stop:
-            at = self._text.find(stop, max(0, before - len(stop) + 1))
-            if at != -1 and (found is None or at < found):
-                found = at
-        return found
-
-    def _held_back(self) -> int:
-        """Characters at the end that could still become a stop string, so they are not sent yet."""
-        longest = 0
-        for stop in self._stop:
-            for size in range(min(len(stop) - 1, len(self._text)), longest, -1):
-                if self._text.endswith(stop[:size]):
-                    longest = size
-                    break
-        return longest
 
     # --- event loop ---
 

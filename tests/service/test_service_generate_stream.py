@@ -10,6 +10,7 @@ import pytest
 
 from service.tasks.generate_stream import Chunk, GenerationRequest, GenerationStream
 from service.tasks.sampling import Sampler, SamplingParams, pick_tokens
+from service.tasks.stop_strings import StopMatcher
 
 PIECES = list("abcxyz \n")
 
@@ -106,3 +107,29 @@ def test_a_tiny_temperature_is_greedy_not_nan(cut: dict[str, float]) -> None:
     logits = (np.random.default_rng(2).standard_normal(65) * 10).astype(np.float32)
     sampler = Sampler(SamplingParams(1e-300, seed=4, **cut))  # type: ignore[arg-type]
     assert [sampler.pick(logits) for _ in range(20)] == [int(np.argmax(logits))] * 20
+
+
+def _brute_force(text: str, stops: list[str]) -> tuple[int | None, int]:
+    """(start of the first stop string to complete, or None; longest trailing stop prefix) by rescanning."""
+    for end in range(1, len(text) + 1):
+        starts = [end - len(s) for s in stops if text[:end].endswith(s)]
+        if starts:
+            return min(starts), 0
+    held = max((k for s in stops for k in range(len(s)) if k and text.endswith(s[:k])), default=0)
+    return None, held
+
+
+def test_the_stop_matcher_agrees_with_rescanning_on_repetitive_text() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        stops = ["".join(rng.choice(list("ab"), size=rng.integers(1, 6))) for _ in range(rng.integers(1, 4))]
+        text = "".join(rng.choice(list("abc"), size=rng.integers(1, 30)))
+        matcher = StopMatcher(stops)
+        found = None
+        for i, ch in enumerate(text):
+            found = matcher.feed(ch)
+            if found is not None:
+                assert (found, 0) == (_brute_force(text[: i + 1], stops)[0], 0)
+                break
+        else:
+            assert _brute_force(text, stops) == (None, matcher.held_back)
