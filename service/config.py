@@ -65,11 +65,12 @@ class Settings(BaseSettings):
         ),
     )
     prefill_chunk_tokens: int = Field(
-        default=64,
+        default=16,
         gt=0,
         description=(
-            "Prompt tokens per prefill session.run; a long prompt is fed in chunks between decode steps, "
-            "so running streams wait at most one chunk for it."
+            "Prompt tokens per prefill session.run (and about the most fed per scheduler iteration); a "
+            "long prompt is fed in chunks between decode steps, so running streams wait at most about "
+            "one chunk for it."
         ),
     )
     generation_scheduling: Literal["continuous", "static", "sequential"] = Field(

@@ -42,6 +42,11 @@ from service.runtime.inference import ModelRunner
 logger = logging.getLogger(__name__)
 
 Array = np.ndarray[Any, Any]
+# While streams are decoding, a prompt (or what is left of it) up to this long is fed one token per step
+# as a row of the decode batch: at 64 streams a row costs ~1/64 of a step, where a prefill run of T
+# tokens stalls every stream for ~T single-row steps. A longer remainder is fed in chunks first, so a
+# 4,000-character prompt still reaches its first token in seconds rather than 4,000 steps.
+ROW_PREFILL_MAX_TOKENS = 128
 # "continuous" is what serves; the other two exist as benchmark baselines (benchmarks/generation.py):
 # "static" lets waiting streams in only when the whole batch has finished (it waits for its longest
 # member), "sequential" runs one stream at a time.
@@ -179,13 +184,18 @@ class ContinuousScheduler:
         if any(s.job.cancelled for s in self._decoding):
             self._keep_decoding([i for i, s in enumerate(self._decoding) if not s.job.cancelled])
         if self._prefilling and self._decoding:
-            # Streams are running: the new ones join the batch at once and feed their prompt one token
-            # per step, one more row each (cheap next to a separate prefill run, which would stall
-            # everyone for its whole length).
-            for stream in self._prefilling:
+            # Streams are running: a new stream joins the batch and feeds its prompt one token per step,
+            # one more row each (a separate prefill run would stall everyone for its whole length). Only
+            # what is left of a long prompt beyond ROW_PREFILL_MAX_TOKENS is fed in chunks first.
+            rows = [s for s in self._prefilling if s.job.prompt.size - s.cursor <= ROW_PREFILL_MAX_TOKENS]
+            for stream in rows:
                 stream.next_token = int(stream.job.prompt[stream.cursor])
-            self._join(self._prefilling)
-            self._prefilling = []
+            joining = {id(s) for s in rows}
+            self._prefilling = [s for s in self._prefilling if id(s) not in joining]
+            if self._prefilling:
+                rows += self._prefill()
+            if rows:
+                self._join(rows)
         elif self._prefilling:
             # Nothing to stall: prefill in chunks, the fastest way to a first token.
             joined = self._prefill()

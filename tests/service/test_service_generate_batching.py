@@ -29,9 +29,13 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _requests() -> list[dict[str, Any]]:
     """64 generations: half greedy, half seeded sampling, different lengths so streams leave at different
-    steps and the batch keeps changing while the others run."""
+    steps and the batch keeps changing while the others run. Two prompts are long (300 and 700 characters):
+    under load they are fed in prefill chunks and then as batch rows, alone in prefill chunks only."""
     out = []
-    for i, prompt in enumerate(many_prompts(MAX_STREAMS)):
+    prompts = many_prompts(MAX_STREAMS)
+    prompts[5] = ("To be, or not to be, that is the question:\n" * 20)[:300]
+    prompts[6] = ("Now is the winter of our discontent\nMade glorious summer by the sun of York;\n" * 9)[:700]
+    for i, prompt in enumerate(prompts):
         sampling = {"temperature": 0} if i % 2 == 0 else {"temperature": 0.9, "top_k": 30, "seed": 1000 + i}
         out.append({"prompt": prompt, "max_new_tokens": 24 + (i % 5) * 12, **sampling})
     return out
