@@ -70,23 +70,25 @@ class StreamOptions(_Strict):
 
 
 class CompletionRequest(_Strict):
+    """OpenAI's fields; null means the field's default, as in OpenAI's API."""
+
     model: UnicodeStr = Field(description="Model name, as /v1/models lists it.")
     prompt: UnicodeStr = Field(description="One prompt string (token-id or list prompts are not supported).")
-    max_tokens: Annotated[int, Field(ge=1)] = Field(default=16, description="Most tokens to generate.")
-    temperature: Temperature = Field(default=1.0)
-    top_p: TopP = Field(default=1.0)
+    max_tokens: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Default 16, as OpenAI.")
+    temperature: Temperature | None = Field(default=None, description="Default 1; 0 = greedy.")
+    top_p: TopP | None = Field(default=None, description="Default 1.")
     top_k: Annotated[int, Field(ge=1)] | None = Field(default=None, description="vLLM extension; null = all.")
     seed: Seed | None = None
     stop: StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None = None
-    stream: bool = False
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
-    n: Annotated[int, Field(ge=1)] = Field(default=1, description="Only 1 is supported.")
+    n: Annotated[int, Field(ge=1)] | None = Field(default=None, description="Only 1 is supported.")
     # Accepted only at their neutral value, so a client that sends them is not silently misunderstood.
-    echo: bool = False
+    echo: bool | None = None
     logprobs: int | None = None
     best_of: int | None = None
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
     suffix: str | None = None
     logit_bias: dict[str, float] | None = None
     user: str | None = Field(default=None, description="Opaque end-user id; accepted and not used.")
@@ -115,19 +117,18 @@ class CompletionResponse(BaseModel):
     system_fingerprint: str | None = None
 
 
+# The values of the options seqserve does not implement that mean "not used" (null is always one).
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (1,), "best_of": (1,), "echo": (False,), "logprobs": (), "frequency_penalty": (0,),
+    "presence_penalty": (0,), "suffix": ("",), "logit_bias": ({},),
+}  # fmt: skip
+
+
 def unsupported_completion_fields(body: CompletionRequest) -> list[tuple[str, Any]]:
     """(field, value) for every OpenAI option sent with a value this server cannot honour."""
-    neutral: dict[str, Any] = {
-        "n": 1, "echo": False, "logprobs": None, "best_of": None, "frequency_penalty": 0.0,
-        "presence_penalty": 0.0, "suffix": None, "logit_bias": None,
-    }  # fmt: skip
     problems = []
-    for name, value in neutral.items():
+    for name, neutral in _NEUTRAL.items():
         sent = getattr(body, name)
-        if name == "best_of" and sent == 1:
-            continue
-        if name == "logit_bias" and sent == {}:
-            continue
-        if sent != value:
+        if sent is not None and sent not in neutral:
             problems.append((name, sent))
     return problems

@@ -115,10 +115,11 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         metrics.count_rejection(record.name, error)
         raise error
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    sampling = SamplingParams(body.temperature, body.top_k, body.top_p, body.seed)
-    stream = _start(
-        handler, record, GenerationRequest(body.prompt, body.max_tokens, sampling, stop), COMPLETION_FIELDS
-    )
+    temperature = 1.0 if body.temperature is None else body.temperature
+    sampling = SamplingParams(temperature, body.top_k, 1.0 if body.top_p is None else body.top_p, body.seed)
+    max_tokens = 16 if body.max_tokens is None else body.max_tokens
+    wanted = GenerationRequest(body.prompt, max_tokens, sampling, stop)
+    stream = _start(handler, record, wanted, COMPLETION_FIELDS)
     settings = _settings(request)
     completion_id = f"cmpl-{secrets.token_hex(12)}"
     created = int(time.time())

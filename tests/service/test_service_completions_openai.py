@@ -87,3 +87,17 @@ def test_unsupported_options_are_refused_by_name(client: openai.OpenAI) -> None:
         client.completions.create(model="no-such-model", prompt="A")
     with pytest.raises(openai.UnprocessableEntityError):
         client.completions.create(model=GEN_MODEL, prompt="\u00e9\u20ac")
+
+
+def test_explicit_nulls_and_neutral_values_mean_the_defaults(base: str) -> None:
+    body = {"model": GEN_MODEL, "prompt": "ROMEO:\n", "seed": 9}
+    plain = httpx.post(f"{base}/v1/completions", json=body).json()
+    nulls = {"max_tokens": None, "temperature": None, "top_p": None, "n": None, "stream": None, "echo": None,
+             "logprobs": None, "frequency_penalty": None, "presence_penalty": None, "stop": None}  # fmt: skip
+    neutral = {"n": 1, "best_of": 1, "echo": False, "frequency_penalty": 0, "presence_penalty": 0.0,
+               "logit_bias": {}, "suffix": "", "user": "someone"}  # fmt: skip
+    for extra in (nulls, neutral):
+        response = httpx.post(f"{base}/v1/completions", json={**body, **extra})
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"] == plain["choices"]
+    assert len(plain["choices"][0]["text"]) == 16  # OpenAI's default max_tokens
