@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     pd.add_argument("version_dir", type=Path)
 
+    rp = sub.add_parser("report", help="(re)write report.md + PNGs next to model.json and list them in it")
+    rp.add_argument("version_dir", type=Path)
+
     td = sub.add_parser("tensor-demo", help="train and export the generic ONNX example (model.onnx only)")
     td.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
     td.add_argument("--seconds", type=float, default=45.0)
@@ -136,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "quantize":
         cands = quantize.candidates(args.weight_type, [p == "on" for p in args.per_channel], args.scope)
         quantize.quantize_version(args.src_version_dir, args.out, cands, args.force, args.default_policy)
+    elif args.command == "report":
+        from training.reports import write_report
+
+        for name in write_report(args.version_dir):
+            print(args.version_dir / name)
     elif args.command == "profile-batch":
         batch_profile.profile_version(args.version_dir, args.seconds)
     elif args.command == "profile-data":
@@ -145,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_profile.profile_version(args.out)
         # ...and with the reference its drift monitoring compares traffic to (training/profiles.py).
         profiles.profile_version(args.out)
+    if args.command in ("textgen", "classify"):
+        profiles.profile_version(args.out)  # the drift reference of the generator and the classifier
     return 0
 
 

@@ -14,6 +14,7 @@ from training.export import export_onnx, parity
 from training.forecast_eval import evaluate_forecaster, format_table
 from training.forecast_train import ForecastConfig, train_forecaster
 from training.manifest import data_provenance, library_versions, tensor_spec, write_manifest
+from training.reports import write_report
 from training.series_io import SeriesDict, load_long_csv, load_m4_wide
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def run_forecast(
         "parity": par,
     }
     write_manifest(out, manifest)
+    # Pictures and report.md from the artifact just written; they join the manifest's files.
+    write_report(out)
     log.info("wrote %s", out)
     return manifest
 

@@ -14,6 +14,7 @@ from tokenizers import Tokenizer, models, trainers
 
 from training.export import export_onnx, ort_session, parity
 from training.manifest import data_provenance, library_versions, sha256_file, tensor_spec, write_manifest
+from training.reports import write_report
 from training.sentiment_train import SentimentConfig, read_tsv, train_sentiment
 from training.text import (
     CONTRACTIONS,
@@ -240,6 +241,8 @@ def run_sentiment(
         "parity": par,
     }
     write_manifest(out, manifest)
+    # Pictures and report.md from the artifact just written; they join the manifest's files.
+    write_report(out)
     log.info("wrote %s", out)
     return manifest
 

@@ -83,3 +83,17 @@ def test_with_api_keys_pages_are_open_and_the_api_is_not() -> None:
             assert keyed.get(path).status_code == 200, path
         assert keyed.get("/v1/models/m4-hourly/card").status_code == 401
         assert keyed.get("/v1/models/m4-hourly/card", headers={"X-API-Key": "k1"}).status_code == 200
+
+
+def test_report_files_listed_in_the_manifest_are_served(client: TestClient) -> None:
+    card = client.get("/v1/models/m4-hourly/card").json()
+    assert card["report"] == "/v1/models/m4-hourly/versions/1/files/report.md"
+    report = client.get(card["report"])
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/markdown")
+    pictures = [f for f in card["files"] if f["name"].endswith(".png")]
+    assert len(pictures) == 4
+    for picture in pictures:
+        response = client.get(picture["url"])
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert len(response.content) == picture["bytes"]
+        assert f"]({picture['name']})" in report.text
