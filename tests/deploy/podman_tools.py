@@ -13,11 +13,13 @@ handled here and never by changing the host's configuration:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import resource
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -77,6 +79,12 @@ class Podman:
     def podman(self, *args: str, timeout: float = 300, check: bool = True) -> str:
         return self.run("podman", *args, timeout=timeout, check=check)
 
+    def logs(self, container: str) -> str:
+        """A container's output (podman writes the container's stderr to its own stderr)."""
+        result = subprocess.run(["podman", "logs", container], env=self.env, capture_output=True, text=True,
+                                timeout=60, check=False)  # fmt: skip
+        return (result.stdout + result.stderr)[-3000:]
+
 
 def dockerfile_base(dockerfile: Path) -> str:
     (base,) = set(re.findall(r"^FROM (\S+)", dockerfile.read_text(), flags=re.MULTILINE))
@@ -118,12 +126,14 @@ def ensure_base_image(podman: Podman, name: str) -> bool:
 
 
 def build_context(directory: Path, paths: tuple[str, ...]) -> Path:
-    """The tracked files the image needs, as a fresh clone has them (untracked work in progress stays out)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--", *paths], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        target = directory / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
+    """The committed files the image needs (``git archive HEAD``), as a fresh clone has them.
+
+    Not the working tree: in a tree several people edit at once, tracked files may already import
+    modules that are not committed yet, and untracked work in progress must not go into the image.
+    """
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD", "--", *paths], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
     return directory

@@ -2,7 +2,8 @@
 
 1. A Debian bookworm base (debootstrap --variant=minbase, python3, the host's CA bundle) is imported and
    tagged as the FROM image deploy/Dockerfile names (cached between runs, keyed by packages and CA bundle).
-2. ``podman build --pull=never --format docker`` (OCI format would drop HEALTHCHECK) from the tracked files.
+2. ``podman build --pull=never --format docker`` (OCI format would drop HEALTHCHECK) from the committed
+   files (``git archive HEAD``), with the working tree's deploy/Dockerfile.
 3. The image runs with a read-only root filesystem and a /tmp tmpfs (as the Helm chart runs it): /readyz,
    a real forecast, ``podman healthcheck run``, and the non-root user.
 4. ``podman-compose up`` of docker-compose.yml's seqserve and prometheus services, with a Prometheus image
@@ -75,7 +76,9 @@ def _published_port(podman: Podman, container: str) -> int:
     return int(podman.podman("port", container, "8000/tcp").strip().rsplit(":", 1)[1])
 
 
-def _ready(base: str) -> bool:
+def _ready(podman: Podman, container: str, base: str) -> bool:
+    running = podman.podman("inspect", "--format", "{{.State.Running}}", container).strip()
+    assert running == "true", f"{container} exited:\n{podman.logs(container)}"
     try:
         return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
     except httpx.TransportError:
@@ -91,7 +94,7 @@ def test_image_serves_passes_its_healthcheck_and_runs_as_non_root(podman: Podman
                   "-p", "127.0.0.1::8000", image)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{_published_port(podman, CONTAINER)}"
-        _wait("/readyz in the container", lambda: _ready(base))
+        _wait("/readyz in the container", lambda: _ready(podman, CONTAINER, base))
         values = [float(v % 24) for v in range(200)]
         body = {"series": [{"id": "s", "values": values}]}
         response = httpx.post(f"{base}/v1/forecast", json=body, timeout=30)
