@@ -102,6 +102,25 @@ def measure(
     }
 
 
+def batch1_run_ms(
+    model_path: Path, contexts: np.ndarray, calls: int = 300, threads: int = 1
+) -> dict[str, Any]:
+    """Median (and p10/p90) wall ms of one ``session.run`` on one row: the floor under a 1-client p50."""
+    sess = session(model_path, threads)
+    name = sess.get_inputs()[0].name
+    rows = [{name: np.ascontiguousarray(contexts[i % len(contexts)][None, :])} for i in range(calls)]
+    for feeds in rows[:10]:
+        sess.run(None, feeds)
+    times = []
+    for feeds in rows:
+        start = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(1000.0 * (time.perf_counter() - start))
+    q = statistics.quantiles(times, n=10)
+    return {"intra_op_threads": threads, "calls": calls, "median_ms": statistics.median(times),
+            "p10_ms": q[0], "p90_ms": q[-1]}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ceiling")
     parser.add_argument("version_dirs", nargs="+", type=Path)

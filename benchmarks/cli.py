@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceiling, layout_ceiling, loadgen, payloads, report
+from benchmarks import ceiling, layout_ceiling, loadgen, payloads, report, sentiment_ceiling
 from benchmarks.server import Server, ServerError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ceiling-threads", type=int, default=2, help="ORT intra-op threads in process")
     p.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="model repository")
     p.add_argument("--forecaster", default="m4-hourly")
+    p.add_argument("--sentiment-model", default="sst2-bilstm", help="for its own layout ceiling")
+    p.add_argument("--sentiment-version", default="1", help="the version the service serves by default")
     p.add_argument("--fp32-version", default="1")
     p.add_argument("--int8-version", default="2")
     p.add_argument(
@@ -184,6 +186,22 @@ def run_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
                 path, contexts, args.ceiling_batches, args.ceiling_seconds, args.workers
             )
             results["layout_ceiling"] = {**layout, "version": f"v{version}"}
+            print("batch-1 session.run latency, 1 thread ...", file=sys.stderr, flush=True)
+            results["batch1_run"] = ceiling.batch1_run_ms(path, contexts)
+    run_sentiment_ceiling(args, results)
+
+
+def run_sentiment_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    version_dir = args.models / args.sentiment_model / args.sentiment_version
+    if not (version_dir / "model.onnx").exists():
+        print(f"sentiment layout ceiling: no {version_dir}/model.onnx, skipped", file=sys.stderr)
+        return
+    print(f"sentiment layout ceiling: {args.workers} processes x 1 thread ...", file=sys.stderr, flush=True)
+    texts = payloads.short_reviews(BODY_VARIANTS)
+    layout = sentiment_ceiling.measure_processes(
+        version_dir, texts, args.ceiling_batches, args.ceiling_seconds, args.workers
+    )
+    results["sentiment_layout_ceiling"] = {**layout, "version": f"v{args.sentiment_version}"}
 
 
 def load_phase(
@@ -198,12 +216,60 @@ def load_phase(
     duration: int,
 ) -> None:
     print(f"{label}, {connections} connections ...", file=sys.stderr, flush=True)
+    ort_before, threads_before = ort_seconds(server), server.thread_cpu_seconds()
     try:
         r = loadgen.run_wrk(server.base_url, path, bodies, connections, duration, rows, server.cpu_seconds)
     except loadgen.LoadGenError as exc:
         results["phases"][key] = {"label": label, "connections": connections, "error": str(exc)}
         return
+    ort_after, threads_after = ort_seconds(server), server.thread_cpu_seconds()
+    if ort_before is not None and ort_after is not None and r["server_cpu_seconds"] is not None:
+        r["ort_seconds"] = ort_after - ort_before
+        r.update(cpu_outside_ort(r, threads_before, threads_after, r["ort_seconds"]))
     results["phases"][key] = {"label": label, "server": server.name, **r}
+
+
+def cpu_outside_ort(
+    r: dict[str, Any],
+    before: dict[tuple[int, int], float],
+    after: dict[tuple[int, int], float],
+    ort_wall_seconds: float,
+) -> dict[str, Any]:
+    """Server CPU per request spent outside session.run, in core-ms.
+
+    With one intra-op thread, session.run executes in the batcher's own thread, which does little
+    else: per worker, the busiest thread other than the event loop (tid == pid) is taken as ORT's
+    CPU. session.run's wall time (seqserve_inference_duration_seconds) is only an upper bound of its
+    CPU on a shared machine, where it is inflated by waiting for a core, so it gives a lower bound.
+    """
+    requests = r["requests"]
+    if not requests:
+        return {}
+    deltas: dict[int, list[tuple[int, float]]] = {}
+    for (pid, tid), cpu in after.items():
+        deltas.setdefault(pid, []).append((tid, cpu - before.get((pid, tid), 0.0)))
+    batch_threads = sum(
+        max((d for tid, d in threads if tid != pid), default=0.0) for pid, threads in deltas.items()
+    )
+    total = r["server_cpu_seconds"]
+    return {
+        "ort_thread_cpu_seconds": batch_threads,
+        "server_cpu_ms_per_request_outside_ort": 1000.0 * (total - batch_threads) / requests,
+        "server_cpu_ms_per_request_outside_ort_lower_bound": 1000.0 * (total - ort_wall_seconds) / requests,
+    }
+
+
+def ort_seconds(server: Server) -> float | None:
+    """Sum of seqserve_inference_duration_seconds over every model and worker (from /metrics)."""
+    status, text = server.get("/metrics")
+    if status != 200:
+        return None
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith("seqserve_inference_duration_seconds_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    return total if found else None
 
 
 def _check(server: Server, path: str, bodies: Path, rows: int, answer_key: str) -> tuple[bool, Any]:

@@ -107,5 +107,6 @@ def run_wrk(
         "wrk_cpu_seconds": wrk_cpu,
         "wrk_cpu_cores": wrk_cpu / wall,
         "server_cpu_cores": None if server_cpu is None else server_cpu / wall,
+        "server_cpu_seconds": server_cpu,
         "command": " ".join(cmd),
     }

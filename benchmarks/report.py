@@ -1,10 +1,11 @@
-"""Targets of issue 4, judged on one run's results, and the printed table."""
+"""Targets of issues 4 and 12, judged on one run's results, and the printed table."""
 
 from __future__ import annotations
 
 from typing import Any
 
 MB_PER_WORKER = 250.0
+MB_PER_WORKER_12 = 200.0
 
 
 def _phase(results: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -54,7 +55,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     on64_frac = _ratio(None if on64 is None else on64["rows_per_s"], ceiling)
     on64_p99 = None if on64 is None else float(on64["latency_ms"]["p99"])
-    out = [
+    out: list[tuple[str, str, float | None, float, bool, str]] = [
         ("1a", "single series, 64 clients: rows/s / fp32 ceiling", on64_frac, 0.45, True, "ratio"),
         ("1b", "single series, 64 clients: p99 (ms)", on64_p99, 60.0, False, "ms"),
         ("2", "batching on / off, 64 clients", _ratio(_rows(results, "on_c64"), off64), 1.5, True, "x"),
@@ -85,6 +86,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "x",
         ),
     ]
+    out += issue12_targets(results, peak)
     return [
         {
             "id": tid,
@@ -97,6 +99,39 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for tid, text, value, threshold, higher, unit in out
     ]
+
+
+def issue12_targets(
+    results: dict[str, Any], peak_rss_mb: float | None
+) -> list[tuple[str, str, float | None, float, bool, str]]:
+    """Issue 12: every ratio against the service's own layout (N processes x 1 thread)."""
+    on64, on1 = _phase(results, "on_c64"), _phase(results, "on_c1")
+    layout = results.get("layout_ceiling", {}).get("rows_per_s")
+    run1 = results.get("batch1_run", {}).get("median_ms")
+    gap = None if on1 is None or run1 is None else float(on1["latency_ms"]["p50"]) - float(run1)
+    outside = None if on64 is None else on64.get("server_cpu_ms_per_request_outside_ort")
+    return [
+        ("12.1", "single series, 64 clients: rows/s / N x 1 layout ceiling",
+         _ratio(_rows(results, "on_c64"), layout), 0.60, True, "ratio"),
+        ("12.2", "vs PyTriton, 64 clients, rows/s",
+         _ratio(_rows(results, "on_c64"), _rows(results, "pytriton_c64")), 1.6, True, "x"),
+        ("12.3", "single series, 64 clients: p99 (ms)",
+         None if on64 is None else float(on64["latency_ms"]["p99"]), 50.0, False, "ms"),
+        ("12.4", "1 client: p50 - batch-1 session.run median (ms)", gap, 0.6, False, "ms"),
+        ("12.5", "64 clients: server CPU/request outside session.run (ms)", outside, 0.3, False, "ms"),
+        ("12.6", "sentiment, 64 clients: rows/s / its N x 1 ceiling",
+         _ratio(_rows(results, "sentiment_c64"), _sentiment_ceiling(results)), 0.60, True, "ratio"),
+        ("12.7", "peak RSS per worker (MB)", peak_rss_mb, MB_PER_WORKER_12, False, "MB"),
+    ]  # fmt: skip
+
+
+def _sentiment_ceiling(results: dict[str, Any]) -> float | None:
+    """The sentiment layout ceiling, only when it measured the version the service answered with."""
+    layout = results.get("sentiment_layout_ceiling")
+    served = results.get("served", {}).get("sentiment", "")
+    if not layout or not served.endswith(" " + layout["version"]):
+        return None
+    return float(layout["rows_per_s"])
 
 
 def _fmt(value: float | None, unit: str = "") -> str:
@@ -157,7 +192,21 @@ def table(results: dict[str, Any]) -> str:
             )
             lines.append(
                 f"   ({layout['processes']}x1 thr: {layout['processes']} processes with one intra-op thread"
-                " each, at once: the service's layout; targets use the 2-thread ceiling above)"
+                " each, at once: the service's layout; issue 4's targets use the 2-thread ceiling above,"
+                " issue 12's this one)"
+            )
+        run1 = results.get("batch1_run")
+        if run1:
+            lines.append(
+                f"   batch-1 session.run, {run1['intra_op_threads']} thread:"
+                f" median {run1['median_ms']:.2f} ms"
+                f" (p10 {run1['p10_ms']:.2f}, p90 {run1['p90_ms']:.2f}; {run1['calls']} calls)"
+            )
+        sent = results.get("sentiment_layout_ceiling")
+        if sent:
+            lines.append(
+                f"   sentiment {sent['version']} {sent['processes']}x1 thr: ceiling {sent['rows_per_s']:.0f}"
+                f" rows/s at batch {sent['best_batch']} (real SST-2 reviews, padded per batch)"
             )
         lines.append("")
 
@@ -195,6 +244,19 @@ def table(results: dict[str, Any]) -> str:
             f" {_fmt(frac, 'ratio'):>11} {_fmt(own, 'ratio'):>10} {phase['wrk_cpu_cores']:>7.2f}"
             f" {'n/a' if srv is None else f'{srv:.2f}':>7}"
         )
+    for name, peer in results.get("peers", {}).items():
+        diff = peer.get("max_abs_diff_vs_seqserve")
+        shown = f"{diff:.1e}" if isinstance(diff, float) else diff
+        lines.append(f"   peer {name}: max |answer - seqserve's| on the check request: {shown}")
+    for key in ("on_c64", "sentiment_c64"):
+        phase = _phase(results, key)
+        if phase is not None and phase.get("server_cpu_ms_per_request_outside_ort") is not None:
+            lines.append(
+                f"   {phase['label']} @{phase['connections']}: server CPU outside session.run"
+                f" {phase['server_cpu_ms_per_request_outside_ort']:.2f} core-ms/request (batch threads"
+                f" {1000 * phase['ort_thread_cpu_seconds'] / max(1, phase['requests']):.2f}; lower bound from"
+                f" session.run wall time {phase['server_cpu_ms_per_request_outside_ort_lower_bound']:.2f})"
+            )
     ratios = results.get("ratios", {})
     if ratios:
         lines.append("   ratios: " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in ratios.items()))
@@ -213,7 +275,7 @@ def table(results: dict[str, Any]) -> str:
         verdict = {True: "PASS", False: "FAIL", None: "n/a"}[t["passed"]]
         threshold = _fmt(t["threshold"], t["unit"])
         lines.append(
-            f"   {t['id']:<3} {t['target']:<54} {_fmt(t['value'], t['unit']):>9}"
+            f"   {t['id']:<4} {t['target']:<56} {_fmt(t['value'], t['unit']):>9}"
             f" {t['op']} {threshold:<7} {verdict}"
         )
     return "\n".join(lines)

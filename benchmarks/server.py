@@ -34,6 +34,11 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2 :].split()
 
 
+def _stat_fields_path(path: Path) -> list[str]:
+    text = path.read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
 def _descendants(root: int) -> list[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -131,6 +136,17 @@ class Server:
                 fields = _stat_fields(pid)
                 total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
         return total / _CLK_TCK
+
+    def thread_cpu_seconds(self) -> dict[tuple[int, int], float]:
+        """(worker pid, thread id) -> user + system seconds of every thread of every worker."""
+        out = {}
+        for pid in self.workers():
+            with contextlib.suppress(OSError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        fields = _stat_fields_path(task / "stat")
+                        out[(pid, int(task.name))] = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return out
 
     def memory(self) -> list[dict[str, Any]]:
         out = []
