@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, cast
 
+import anyio.to_thread
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +24,7 @@ from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError, QueueFullError
 from service.runtime.continuous import ContinuousScheduler, Job, StepGraph
 from service.runtime.inference import ModelRunner
-from service.runtime.manifest import ManifestError, ModelManifest, task_parameters
+from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
 from service.tasks.generate_stream import GenerationRequest, GenerationStream
 from service.tasks.sampling import pick_tokens
 
@@ -173,6 +174,59 @@ class GenerateHandler:
         self._metrics.active_streams.inc()
         self._scheduler.submit(stream)
         return stream
+
+    # --- TensorTask: the raw graph over V2 (one step, state in and out), with its inputs checked ---
+
+    @property
+    def tensor_inputs(self) -> list[TensorSpec]:
+        return list(self.manifest.inputs)
+
+    @property
+    def tensor_outputs(self) -> list[TensorSpec]:
+        return list(self.manifest.outputs)
+
+    async def infer_tensors(
+        self, inputs: Mapping[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Run the graph once as sent (no sampling, no scheduler): what a V2 client of an LSTM expects.
+
+        Token ids outside the vocabulary would make onnxruntime fail (a 500); they, mismatched batch
+        axes and non-finite state are refused by position instead.
+        """
+        graph = self._graph
+        tokens = inputs[graph.token_input]
+        rows, steps = tokens.shape
+        errors: list[ErrorDetail] = []
+        if rows == 0 or steps == 0:
+            errors.append(ErrorDetail((graph.token_input,), "needs at least one row and one step"))
+        elif steps > self._max_prompt_chars:
+            errors.append(
+                ErrorDetail((graph.token_input,), f"{steps} steps; at most {self._max_prompt_chars}")
+            )
+        bad = np.argwhere((tokens < 0) | (tokens >= self.params.vocab_size))
+        errors += [
+            ErrorDetail(
+                (graph.token_input, int(i), int(t)),
+                f"token id {int(tokens[i, t])} is not in 0..{self.params.vocab_size - 1}",
+            )
+            for i, t in bad[:MAX_REPORTED_CHARACTERS]
+        ]
+        for name in graph.state_inputs:
+            state = inputs[name]
+            if state.shape[1] != rows:
+                errors.append(
+                    ErrorDetail(
+                        (name,), f"batch axis (1) has {state.shape[1]} rows; {graph.token_input} has {rows}"
+                    )
+                )
+            elif not np.isfinite(state).all():
+                errors.append(ErrorDetail((name,), "contains NaN or infinity"))
+        if errors:
+            raise InvalidInputError("the tensors do not fit this model", errors)
+        feeds = {
+            name: np.ascontiguousarray(inputs[name]) for name in (graph.token_input, *graph.state_inputs)
+        }
+        return await anyio.to_thread.run_sync(self._runner.run_stateful, feeds, abandon_on_cancel=True)
 
     def _release(self, stream: GenerationStream) -> None:
         if stream in self._active:
