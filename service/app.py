@@ -15,6 +15,7 @@ from service import __version__
 from service.config import Settings
 from service.http.auth import ApiKeyMiddleware, install_security_schemes
 from service.http.errors import install_error_handlers
+from service.http.examples import install_examples
 from service.http.limits import BodySizeLimitMiddleware
 from service.http.metrics_middleware import HttpMetricsMiddleware
 from service.http.model_card import router as model_card_router
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Retry-After", "Inference-Header-Content-Length"],
         )
     install_error_handlers(app)
+    # Example requests for /docs' "Try it out" (after the security wrapper, so both apply).
+    install_examples(app)
     app.include_router(router)
     app.include_router(generate_router)
     app.include_router(classify_router)

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 EXAMPLES_FILE = Path(__file__).parent / "static" / "examples" / "m4_hourly.json"
 
 
@@ -32,3 +34,68 @@ SENTIMENT_REQUEST: dict[str, Any] = {
         "Two hours of my life I will never get back.",
     ],
 }
+
+MNIST_FILE = Path(__file__).parent / "static" / "examples" / "mnist_digit.json"
+GENERATE_REQUEST: dict[str, Any] = {
+    "model": "shakespeare-char",
+    "prompt": "ROMEO:\n",
+    "max_new_tokens": 200,
+    "temperature": 0.8,
+    "seed": 42,
+}
+COMPLETION_REQUEST: dict[str, Any] = {
+    "model": "shakespeare-char",
+    "prompt": "ROMEO:\n",
+    "max_tokens": 64,
+    "temperature": 0.8,
+}
+CLASSIFY_REQUEST: dict[str, Any] = {"sequences": [json.loads(MNIST_FILE.read_text())["rows"]]}
+# Request bodies of operations whose schemas carry no example of their own.
+BODY_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/v1/generate", "post"): GENERATE_REQUEST,
+    ("/v1/completions", "post"): COMPLETION_REQUEST,
+    ("/v1/classify", "post"): CLASSIFY_REQUEST,
+}
+# Path parameters, by name: a served model, its committed version and its report.
+PATH_EXAMPLES: dict[str, Any] = {"name": "m4-hourly", "version": 1, "filename": "report.md"}
+# V2 inference documents a sentiment request (service/http/v2_openapi.py): name the model it fits.
+PATH_EXAMPLES_BY_PATH: dict[str, dict[str, Any]] = {
+    "/v2/models/{name}/infer": {"name": "sst2-bilstm"},
+    "/v2/models/{name}/versions/{version}/infer": {"name": "sst2-bilstm"},
+}
+# Loading and unloading are left without a model name: an example there would unload a served model.
+_NO_PATH_EXAMPLE = ("/v2/repository/",)
+
+
+def add_examples(schema: dict[str, Any]) -> dict[str, Any]:
+    """Fill in examples that an operation's own schema lacks, in place; never replace one."""
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict):
+                continue
+            body = BODY_EXAMPLES.get((path, method))
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if (
+                body is not None
+                and content is not None
+                and "example" not in content
+                and "examples" not in content
+            ):
+                content["example"] = body
+            if path.startswith(_NO_PATH_EXAMPLE):
+                continue
+            values = {**PATH_EXAMPLES, **PATH_EXAMPLES_BY_PATH.get(path, {})}
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter["name"] in values:
+                    parameter.setdefault("example", values[parameter["name"]])
+    return schema
+
+
+def install_examples(app: FastAPI) -> None:
+    """Wrap ``app.openapi`` (after any other wrapper) so the document carries the examples above."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return add_examples(build())
+
+    app.openapi = openapi  # type: ignore[method-assign]

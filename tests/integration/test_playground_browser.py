@@ -136,6 +136,16 @@ def test_models_tab_shows_cards_with_checksums(clean: webdriver.Chrome, base: st
     m4 = driver.find_element(By.CSS_SELECTOR, '.card[data-model="m4-hourly"]')
     assert "owa" in m4.find_element(By.CSS_SELECTOR, "table.compare").text
     screenshot(driver, tmp_path, "models")
+    # The card shows the report's pictures (fetched from the manifest-listed files) and links report.md.
+    gallery = '.card[data-model="m4-hourly"] .gallery img'
+    _wait(
+        driver,
+        f"return [...document.querySelectorAll('{gallery}')]"
+        ".filter(i => i.complete && i.naturalWidth > 0).length === 4",
+    )
+    assert m4.find_element(By.LINK_TEXT, "report.md").get_attribute("href").endswith("/files/report.md")
+    driver.execute_script("arguments[0].scrollIntoView()", m4.find_element(By.CSS_SELECTOR, ".report"))
+    screenshot(driver, tmp_path, "models-report")
 
 
 def _ready_tasks(base: str) -> set[str]:

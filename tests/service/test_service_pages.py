@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from svc_helpers import make_settings
+from svc_helpers import MODELS, make_settings
 
 from service.app import create_app
 from service.http.pages import STATIC_DIR
@@ -16,7 +17,9 @@ URL = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:fetch|import)\s*\(?\
 
 
 def _own_assets() -> list[Path]:
-    return [p for p in STATIC_DIR.rglob("*") if p.suffix in {".html", ".js", ".css"} and "vendor" not in p.parts]
+    return [
+        p for p in STATIC_DIR.rglob("*") if p.suffix in {".html", ".js", ".css"} and "vendor" not in p.parts
+    ]
 
 
 def test_playground_and_docs_reference_only_this_service(client: TestClient) -> None:
@@ -43,7 +46,9 @@ def test_docs_use_the_vendored_swagger_ui_and_no_validator(client: TestClient) -
     assert client.get("/redoc").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/static/../config.py", "/static/vendor/uplot/README.md", "/static/nope.js"])
+@pytest.mark.parametrize(
+    "path", ["/static/../config.py", "/static/vendor/uplot/README.md", "/static/nope.js"]
+)
 def test_static_serves_only_its_own_files(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 404
 
@@ -56,6 +61,50 @@ def test_openapi_has_a_working_example_for_each_prediction(client: TestClient) -
         assert response.status_code == 200, response.text
     forecast = schema["components"]["schemas"]["ForecastRequest"]["examples"][0]
     assert len(forecast["series"][0]["values"]) >= 168
+
+
+@pytest.fixture(scope="module")
+def examples_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The models the examples name, on their own (other models in models/ may be mid-training)."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("m4-hourly", "sst2-bilstm", "shakespeare-char"):
+        (repo / name).mkdir()
+        (repo / name / "1").symlink_to(MODELS / name / "1", target_is_directory=True)
+    with TestClient(create_app(make_settings(repo))) as test_client:
+        yield test_client
+
+
+def test_every_operation_runs_with_its_examples(examples_client: TestClient) -> None:
+    """What "Try it out" sends with the documented examples, for every operation but load/unload."""
+    client = examples_client
+    schema = client.get("/openapi.json").json()
+    served_tasks = {m["task"] for m in client.get("/v1/models").json()["models"] if m["state"] == "ready"}
+    tried = []
+    for path, operations in schema["paths"].items():
+        if path.startswith("/v2/repository/models/"):
+            continue  # an example would unload a served model
+        for method, operation in operations.items():
+            url = path
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    assert "example" in parameter, (method, path, parameter["name"])
+                    url = url.replace("{" + parameter["name"] + "}", str(parameter["example"]))
+            kwargs = {}
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body is not None and operation["requestBody"].get("required"):
+                ref = body["schema"].get("$ref", "")
+                named = schema["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+                example = body.get("example", (named.get("examples") or [None])[0])
+                assert example is not None, (method, path)
+                kwargs["json"] = example
+            if path == "/v1/classify" and "classify" not in served_tasks:
+                # No classify model in this repository: the documented "no model for this task" answer.
+                assert client.request(method.upper(), url, **kwargs).status_code == 503
+                continue
+            response = client.request(method.upper(), url, **kwargs)
+            assert response.status_code < 300, (method, url, response.text[:300])
+            tried.append((method, path))
+    assert len(tried) >= 20
 
 
 def test_model_card_lists_evaluation_parity_serving_and_checksums(client: TestClient) -> None:

@@ -91,7 +91,12 @@ async function reports(card, details) {
     const img = el("img");
     img.alt = picture.name;
     img.src = await blobUrl(picture.url);
-    figure.append(img, el("figcaption", picture.name));
+    const full = el("a");
+    full.href = img.src; // the same object URL, full size in a new tab
+    full.target = "_blank";
+    full.title = "open full size";
+    full.appendChild(img);
+    figure.append(full, el("figcaption", picture.name));
     gallery.appendChild(figure);
   }
   box.appendChild(gallery);
@@ -115,6 +120,7 @@ async function fill(card, model) {
   card.appendChild(facts);
   const evaluation = details.evaluation || {};
   const evalBox = el("div");
+  if (!Object.keys(evaluation).length) evalBox.appendChild(el("p", "No evaluation recorded in the manifest.", "note"));
   if (evaluation.model && evaluation.baselines) evalBox.appendChild(comparison(evaluation));
   evalBox.appendChild(flatTable(evaluation, evaluation.model && evaluation.baselines ? ["model", "baselines"] : []));
   section(card, "Evaluation", evalBox).open = true;
