@@ -183,18 +183,18 @@ def _scaled(value: float | None, factor: float) -> float | None:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [
-        f"{'phase':<26}{'tokens/s':>10}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}{'err':>5}"
-    ]
+    head = f"{'phase':<18}{'tokens/s':>9}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}"
+    lines = [head + f"{'err':>5}{'load':>6}{'cores':>7}"]
     for key, r in results["phases"].items():
         if "error" in r:
-            lines.append(f"{key:<26} {r['error'][:80]}")
+            lines.append(f"{key:<18} {r['error'][:80]}")
             continue
         lines.append(
-            f"{key:<26}{r['tokens_per_s']:>10.0f}{_fmt(r['ttft_p50_ms']):>10}{_fmt(r['ttft_p99_ms']):>10}"
+            f"{key:<18}{r['tokens_per_s']:>9.0f}{_fmt(r['ttft_p50_ms']):>10}{_fmt(r['ttft_p99_ms']):>10}"
             f"{_fmt(r['inter_token_p50_ms']):>9}{_fmt(r['inter_token_p99_ms']):>9}{r['errors']:>5}"
+            f"{r.get('loadavg_1m_start', 0):>6.1f}{r.get('server_cores_busy', 0):>7.2f}"
         )
-    lines.append("(latencies in ms)")
+    lines.append("(latencies in ms; load = 1-minute load average at the phase start; cores = server CPU use)")
     for name, value in results["ratios"].items():
         lines.append(f"{name}: {value:.2f}x")
     for name, target in results["targets"].items():

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ def _env(args: argparse.Namespace, repo: Path, port: int, policy: str) -> dict[s
         "SEQSERVE_MODEL_REPOSITORY": str(repo), "SEQSERVE_HOST": "127.0.0.1", "SEQSERVE_PORT": str(port),
         "SEQSERVE_LOG_LEVEL": "warning", "SEQSERVE_WORKERS": str(args.gen_workers),
         "SEQSERVE_GENERATION_SCHEDULING": policy,
+        # One ORT thread: the other core is left to the event loop and the load generator.
+        "SEQSERVE_ORT_INTRA_OP_THREADS": str(args.gen_intra_op_threads),
         "SEQSERVE_MAX_STREAMS_PER_MODEL": str(max(128, max(args.gen_clients), args.gen_baseline_clients)),
         # The sequential baseline queues 63 streams behind the running one; its waits must not time out.
         "SEQSERVE_REQUEST_TIMEOUT_SECONDS": "600",
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
     )
     results: dict[str, Any] = {
         "meta": {**meta, "benchmark": "generate", "workload": workload.__dict__, "workers": args.gen_workers,
-                 "duration_s": args.gen_duration, "warmup_s": args.gen_warmup},
+                 "intra_op_threads": args.gen_intra_op_threads, "duration_s": args.gen_duration,
+                 "warmup_s": args.gen_warmup},
         "phases": {},
     }  # fmt: skip
     source = args.models / args.gen_model
@@ -74,11 +78,17 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
                 results["meta"]["served"] = answer["model"]
                 for clients in client_counts:
                     key = f"{policy}_c{clients}"
+                    # The machine may be shared: its load and the server's own CPU use say how much.
+                    load, cpu, wall = os.getloadavg()[0], server.cpu_seconds(), time.monotonic()
+                    phase = generation.run_phase(
+                        server.base_url, workload, clients, args.gen_warmup, args.gen_duration
+                    )
+                    busy = (server.cpu_seconds() - cpu) / (time.monotonic() - wall)
                     results["phases"][key] = {
                         "policy": policy,
-                        **generation.run_phase(
-                            server.base_url, workload, clients, args.gen_warmup, args.gen_duration
-                        ),
+                        **phase,
+                        "loadavg_1m_start": load,
+                        "server_cores_busy": round(busy, 2),
                     }
                 results.setdefault("memory", {})[policy] = server.memory()
             except ServerError as exc:
