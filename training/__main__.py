@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         profiles.profile_version(args.out)
     if args.command in ("textgen", "classify"):
         profiles.profile_version(args.out)  # the drift reference of the generator and the classifier
+    if args.command in ("textgen", "classify"):
+        profiles.profile_version(args.out)  # the drift reference of the generator and the classifier
     return 0
 
 

@@ -12,10 +12,14 @@ Reference rows (why these):
   therefore all at ``context_length``: a share of shorter histories is what it flags.
 - sentiment: the whole sentences of ``glue_dev.tsv``. SST-2's train split is mostly parse-tree phrases
   (median 7 words vs 19 for dev/test), which served reviews are not; dev is what model selection used.
+- generate: 5,000 prompts cut from the training 90% of Tiny Shakespeare, each the first 1-4 lines of a
+  random speech ("ROMEO:\n" ... a few lines of verse); none has a character outside the vocabulary.
+- classify: 10,000 of the training images (not the validation 5,000), raw 0-255 pixels as clients send.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from collections.abc import Sequence
@@ -26,7 +30,14 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from service.drift.extractors import Extractor, ForecastExtractor, Observed, SentimentExtractor
+from service.drift.extractors import (
+    ClassifyExtractor,
+    Extractor,
+    ForecastExtractor,
+    GenerateExtractor,
+    Observed,
+    SentimentExtractor,
+)
 from service.drift.profile import PROFILE_VERSION, Profile
 from training.manifest import sha256_file
 from training.sentiment_train import read_tsv
@@ -37,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILE_FILENAME = "profile.json"
 WINDOWS_PER_SERIES = 24
 CHUNK_ROWS = 256
+MNIST_VALIDATION = 5_000  # training/mnist_data.py holds out the last 5,000 training images
 DECILES = np.linspace(0.1, 0.9, 9)
 # Shares pile up at exactly 0, so fixed edges: 0, (0, 1%), [1%, 5%), [5%, 20%), [20%, 50%), >= 50%.
 SHARE_EDGES = [1e-9, 0.01, 0.05, 0.2, 0.5]
@@ -56,6 +68,9 @@ DESCRIPTIONS = {
     "unk_share": "share of [UNK] among the tokens the model receives",
     "non_ascii_share": "share of characters above U+007F",
     "label": "predicted label index (one bin per label)",
+    "prompt_chars": "characters in the prompt",
+    "oov_rejected": "1 if the prompt has characters outside the model's vocabulary (a 422), else 0",
+    "value_mean": "mean of all values of the sequence as sent (MNIST rows: pixel intensity, 0-255)",
 }
 OUTPUTS = {"interval_width", "label"}
 
@@ -63,7 +78,7 @@ OUTPUTS = {"interval_width", "label"}
 # Narrowest bin per decile-binned feature, in its own units. A bin narrower than how far one series'
 # feature wanders over time (a level trend, a seasonal pattern sharpening) makes next month's traffic
 # from the very same series look drifted; measured on held-out M4 windows (docs/drift.md).
-MIN_BIN_WIDTH = {"cv": 0.1, "seasonality": 0.1, "interval_width": 0.05, "tokens": 3.0}
+MIN_BIN_WIDTH = {"value_mean": 1.0, "cv": 0.1, "seasonality": 0.1, "interval_width": 0.05, "tokens": 3.0}
 
 
 def _decile_edges(values: np.ndarray, min_width: float) -> list[float]:
@@ -133,6 +148,26 @@ def sentiment_observed(version_dir: Path, manifest: dict[str, Any]) -> list[Obse
     return observed
 
 
+def classify_observed(version_dir: Path, manifest: dict[str, Any], rows: int = 10_000) -> list[Observed]:
+    """A seeded sample of the training images, raw 0-255 pixels as clients send them ([B, 28, 28])."""
+    images = _mnist_train_images()[: 60_000 - MNIST_VALIDATION]
+    pick = np.sort(np.random.default_rng(0).choice(len(images), size=min(rows, len(images)), replace=False))
+    x = images[pick].astype(np.float32)
+    session = _session(version_dir)
+    name = manifest["inputs"][0]["name"]
+    return [
+        (x[start : start + CHUNK_ROWS], session.run(None, {name: x[start : start + CHUNK_ROWS]})[0])
+        for start in range(0, len(x), CHUNK_ROWS)
+    ]
+
+
+def _mnist_train_images() -> np.ndarray:
+    with gzip.open(REPO_ROOT / "training/data/mnist/train-images-idx3-ubyte.gz") as fh:
+        raw = fh.read()
+    count, height, width = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(count, height, width)
+
+
 def forecast_parameters(manifest: dict[str, Any]) -> dict[str, Any]:
     p = manifest["parameters"]
     qs = [float(q) for q in p["quantiles"]]
@@ -149,6 +184,29 @@ def sentiment_parameters(manifest: dict[str, Any]) -> dict[str, Any]:
     return {"unk_id": int(p["unk_id"]), "max_tokens": int(p["max_tokens"]), "labels": list(p["labels"])}
 
 
+def generate_observed(version_dir: Path, manifest: dict[str, Any], prompts: int = 5_000) -> list[Observed]:
+    """Prompts as the training text offers them: the first 1-4 lines of random speeches of its 90% split."""
+    training = manifest.get("training", {}).get("data") or [
+        {"path": "training/data/tinyshakespeare/input.txt"}
+    ]
+    text = (REPO_ROOT / training[0]["path"]).read_text(encoding="utf-8")
+    speeches = [s for s in text[: int(len(text) * 0.9)].split("\n\n") if s.strip()]
+    vocab = set(
+        json.loads((version_dir / manifest["parameters"]["vocab"]).read_text(encoding="utf-8"))["chars"]
+    )
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in rng.integers(0, len(speeches), size=prompts):
+        lines = speeches[index].split("\n")
+        prompt = "\n".join(lines[: int(rng.integers(1, 5))]) + "\n"
+        rows.append((len(prompt), float(any(ch not in vocab for ch in prompt))))
+    return [(np.asarray(rows, dtype=np.float64), None)]
+
+
+def classify_parameters(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": list(manifest["parameters"]["labels"])}
+
+
 def _edges(name: str, values: np.ndarray, manifest: dict[str, Any]) -> list[float]:
     p = manifest["parameters"]
     if name in ("zeros", "unk_share", "non_ascii_share"):
@@ -158,6 +216,12 @@ def _edges(name: str, values: np.ndarray, manifest: dict[str, Any]) -> list[floa
     if name == "length":
         low, high = int(p["min_context_length"]), int(p["context_length"])
         return [float(low), float((low + high) // 2), float(high)]
+    if name == "prompt_chars":
+        # Powers of 4 (4 ... 4096 characters): with powers of 2, held-out speeches of the validation plays
+        # scored 0.06-0.10 against the training plays; these bins 0.02-0.03.
+        return [float(4**k) for k in range(1, 7)]
+    if name == "oov_rejected":
+        return [0.5]
     if name == "label":
         return [i + 0.5 for i in range(len(p["labels"]) - 1)]
     return _decile_edges(values, MIN_BIN_WIDTH.get(name, 0.0))
@@ -200,6 +264,11 @@ def _task_parts(
     if manifest["task"] == "sentiment":
         params = sentiment_parameters(manifest)
         return SentimentExtractor.from_parameters(params), sentiment_observed(version_dir, manifest), params
+    if manifest["task"] == "generate":
+        return GenerateExtractor(), generate_observed(version_dir, manifest), {}
+    if manifest["task"] == "classify":
+        params = classify_parameters(manifest)
+        return ClassifyExtractor(), classify_observed(version_dir, manifest), params
     raise ValueError(f"no drift profile is defined for task {manifest['task']!r}")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from service.drift import features
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-Observed = tuple[Any, np.ndarray[Any, Any]]
+Observed = tuple[Any, Any]
 
 
 class Extractor(Protocol):
@@ -91,15 +91,53 @@ class SentimentExtractor:
             "tokens": tokens,
             "unk_share": np.where(kept > 0, unk / np.maximum(kept, 1.0), 0.0),
             "non_ascii_share": features.non_ascii_share(texts),
-            **features.sentiment_outputs(probs),
+            **features.predicted_label(probs),
         }
+
+
+class ClassifyExtractor:
+    """Observed: (sequences [B, T, F] as fed to the graph, probabilities [B, labels])."""
+
+    names: tuple[str, ...] = ("value_mean", "label")
+
+    @classmethod
+    def from_parameters(cls, p: Mapping[str, Any]) -> ClassifyExtractor:
+        return cls()
+
+    def extract(self, observed: Sequence[Observed]) -> dict[str, FloatArray]:
+        if not observed:
+            return _columns([], self.names)
+        # Mean per sequence, request by request (sequence lengths may differ between requests).
+        means = np.concatenate([np.asarray(x, dtype=np.float64).mean(axis=(1, 2)) for x, _ in observed])
+        probs = np.concatenate([p for _, p in observed])
+        return {"value_mean": means, **features.predicted_label(probs)}
+
+
+class GenerateExtractor:
+    """Observed: ([[prompt characters, 1 if refused for characters outside the vocabulary else 0]], None)."""
+
+    names: tuple[str, ...] = ("prompt_chars", "oov_rejected")
+
+    @classmethod
+    def from_parameters(cls, p: Mapping[str, Any]) -> GenerateExtractor:
+        return cls()
+
+    def extract(self, observed: Sequence[Observed]) -> dict[str, FloatArray]:
+        if not observed:
+            return _columns([], self.names)
+        rows = np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1, 2) for x, _ in observed])
+        return {"prompt_chars": rows[:, 0], "oov_rejected": rows[:, 1]}
 
 
 EXTRACTORS: dict[str, Any] = {
     "forecast": ForecastExtractor.from_parameters,
     "sentiment": SentimentExtractor.from_parameters,
+    "classify": ClassifyExtractor.from_parameters,
+    "generate": GenerateExtractor.from_parameters,
 }
 EXTRACTOR_FEATURES: dict[str, tuple[str, ...]] = {
     "forecast": ForecastExtractor.names,
     "sentiment": SentimentExtractor.names,
+    "classify": ClassifyExtractor.names,
+    "generate": GenerateExtractor.names,
 }

@@ -82,6 +82,6 @@ def non_ascii_share(texts: Sequence[str]) -> FloatArray:
     return np.where(lengths > 0, counts / np.maximum(lengths, 1), 0.0)
 
 
-def sentiment_outputs(probabilities: np.ndarray[Any, Any]) -> dict[str, FloatArray]:
+def predicted_label(probabilities: np.ndarray[Any, Any]) -> dict[str, FloatArray]:
     """The predicted label's index (a categorical feature: one bin per label)."""
     return {"label": np.asarray(probabilities).argmax(axis=1).astype(np.float64)}

@@ -31,7 +31,7 @@ from service.metrics import multiprocess_enabled
 
 
 class DriftObserver(Protocol):
-    def observe(self, inputs: Any, outputs: np.ndarray[Any, Any]) -> None: ...
+    def observe(self, inputs: Any, outputs: np.ndarray[Any, Any] | None) -> None: ...
 
 
 class NoDrift:
@@ -40,7 +40,7 @@ class NoDrift:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def observe(self, inputs: Any, outputs: np.ndarray[Any, Any]) -> None:
+    def observe(self, inputs: Any, outputs: np.ndarray[Any, Any] | None) -> None:
         return None
 
 
@@ -91,10 +91,13 @@ class DriftMonitor:
         self._queue_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.retired = False
+        # The refresher thread first refreshes a monitor one interval after it was created.
+        self.last_refresh = time.monotonic()
         refresher.register(self)
 
-    def observe(self, inputs: Any, outputs: np.ndarray[Any, Any]) -> None:
-        rows = len(outputs)
+    def observe(self, inputs: Any, outputs: np.ndarray[Any, Any] | None) -> None:
+        """Queue one request's rows: ``outputs`` has one row per input row (None: count the inputs)."""
+        rows = len(outputs if outputs is not None else inputs)
         with self._queue_lock:
             if self._queued_rows >= self._rows_per_refresh:
                 self.skipped_rows += rows
@@ -104,6 +107,7 @@ class DriftMonitor:
 
     def refresh(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        self.last_refresh = time.monotonic()
         with self._queue_lock:
             queued, self._queue, self._queued_rows = self._queue, [], 0
         if queued:

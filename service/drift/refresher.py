@@ -44,19 +44,13 @@ def claim(monitor: Any) -> None:
     monitor.retired = False
 
 
-def _due(last: dict[int, float], now: float) -> list[Any]:
-    due = []
-    for monitor in list(_monitors):
-        if not monitor.retired and now - last.get(id(monitor), -1e18) >= monitor.refresh_seconds:
-            last[id(monitor)] = now
-            due.append(monitor)
-    return due
+def _due(now: float) -> list[Any]:
+    return [m for m in list(_monitors) if not m.retired and now - m.last_refresh >= m.refresh_seconds]
 
 
 def _run() -> None:
-    last: dict[int, float] = {}
     while True:
-        for monitor in _due(last, time.monotonic()):
+        for monitor in _due(time.monotonic()):
             try:
                 monitor.refresh()
             except Exception:  # a broken refresh must not stop the others, nor serving

@@ -195,3 +195,14 @@ def test_profile_schema_refuses_inconsistent_bins() -> None:
     bad["features"][1]["edges"] = [0.5, 0.2, 0.6, 0.7]
     with pytest.raises(ValueError, match="increasing"):
         Profile.model_validate(bad)
+
+
+def test_classify_and_generate_extractors_by_hand() -> None:
+    from service.drift.extractors import ClassifyExtractor, GenerateExtractor
+
+    images = [np.full((1, 28, 28), 10.0), np.stack([np.zeros((28, 28)), np.full((28, 28), 255.0)])]
+    probs = [np.array([[0.1, 0.9]]), np.array([[0.8, 0.2], [0.3, 0.7]])]
+    cols = ClassifyExtractor().extract(list(zip(images, probs, strict=True)))
+    assert cols["value_mean"].tolist() == [10.0, 0.0, 255.0] and cols["label"].tolist() == [1, 0, 1]
+    cols = GenerateExtractor().extract([(np.array([[7, 0]]), None), (np.array([[120, 1]]), None)])
+    assert cols["prompt_chars"].tolist() == [7, 120] and cols["oov_rejected"].tolist() == [0, 1]
