@@ -31,6 +31,10 @@ async def model_drift(name: str, request: Request) -> Response:
         # Binning the window takes a fraction of a millisecond; still, keep it off the event loop.
         body.update(await anyio.to_thread.run_sync(drift.report))
     else:
-        reason = drift.reason if isinstance(drift, NoDrift) else f"task {record.task!r} has no drift features"
+        reason = (
+            drift.reason
+            if isinstance(drift, NoDrift)
+            else f"the {record.task!r} handler does not feed drift monitoring (forecast and sentiment do)"
+        )
         body.update({"enabled": False, "reason": reason})
     return OrjsonResponse(body)
