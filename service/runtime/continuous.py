@@ -24,24 +24,23 @@ per iteration for every stream that got tokens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from service.metrics import GenerationMetrics
 from service.runtime.inference import ModelRunner
+from service.runtime.step_model import Array, Job, PickTokens, StepGraph, Wakes, waker
 
 logger = logging.getLogger(__name__)
 
-Array = np.ndarray[Any, Any]
 # While streams are decoding, a prompt (or what is left of it) up to this long is fed one token per step
 # as a row of the decode batch: at 64 streams a row costs ~1/64 of a step, where a prefill run of T
 # tokens stalls every stream for ~T single-row steps. A longer remainder is fed in chunks first, so a
@@ -51,42 +50,6 @@ ROW_PREFILL_MAX_TOKENS = 128
 # "static" lets waiting streams in only when the whole batch has finished (it waits for its longest
 # member), "sequential" runs one stream at a time.
 Scheduling = Literal["continuous", "static", "sequential"]
-# The next token of each job from its row of logits [B, V] (each job samples with its own generator).
-PickTokens = Callable[[Sequence["Job"], Array], list[int]]
-
-
-class Job(Protocol):
-    """One generation as the scheduler sees it. ``advance`` and ``fail`` run on the scheduler thread."""
-
-    prompt: Array  # 1-D int64 token ids, at least one
-    cancelled: bool  # set from the event loop; the stream leaves before the next session.run
-    loop: asyncio.AbstractEventLoop
-
-    def advance(self, token: int) -> bool:
-        """Take the next token; True when the stream is finished."""
-        ...
-
-    def fail(self, error: BaseException) -> None: ...
-
-    def wake(self) -> None:
-        """On the event loop: new tokens (or the end) are ready to read."""
-        ...
-
-
-@dataclass(frozen=True)
-class StepGraph:
-    """Tensor names of a graph that serves prefill (T = prompt chunk) and decode (T = 1)."""
-
-    token_input: str
-    state_inputs: tuple[str, ...]
-    state_outputs: tuple[str, ...]
-    logits_output: str
-    num_layers: int
-    hidden_size: int
-
-    def zero_state(self, rows: int) -> list[Array]:
-        shape = (self.num_layers, rows, self.hidden_size)
-        return [np.zeros(shape, dtype=np.float32) for _ in self.state_inputs]
 
 
 @dataclass(eq=False)
@@ -127,9 +90,7 @@ class ContinuousScheduler:
         self._states: list[Array] = graph.zero_state(0)
         self._next_tokens = np.zeros(0, dtype=np.int64)
         self._touched: list[_Stream] = []
-        self._wakes: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Job]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._wakes: Wakes = queue.SimpleQueue()
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -142,7 +103,7 @@ class ContinuousScheduler:
                 )
                 self._thread.start()
                 name = f"wake-{self._label}"
-                threading.Thread(target=_waker, args=(self._wakes,), name=name, daemon=True).start()
+                threading.Thread(target=waker, args=(self._wakes,), name=name, daemon=True).start()
             self._cond.notify()
 
     def close(self) -> None:
@@ -344,23 +305,3 @@ class ContinuousScheduler:
         self._touched = []
         for loop, jobs in by_loop.items():
             self._wakes.put((loop, jobs))
-
-
-def _waker(wakes: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Job]] | None]) -> None:
-    """Wake event loops for the scheduler, which then never waits on the GIL for the self-pipe write.
-
-    ``call_soon_threadsafe`` writes to the loop's self-pipe, a system call that releases the GIL; the
-    loop thread, just woken by it, usually takes the GIL and holds it while it writes every stream's
-    event, so the scheduler would start its next step milliseconds late (measured: 2.3 ms per step at
-    64 streams). From this thread that wait overlaps the next ``session.run`` instead.
-    """
-    while (item := wakes.get()) is not None:
-        loop, jobs = item
-        # A closed loop (RuntimeError) has nobody waiting for these streams any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_wake_all, jobs)
-
-
-def _wake_all(jobs: list[Job]) -> None:
-    for job in jobs:
-        job.wake()

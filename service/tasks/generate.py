@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from service import metrics
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError, QueueFullError
-from service.runtime.continuous import ContinuousScheduler, Job, StepGraph
+from service.runtime.continuous import ContinuousScheduler
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
+from service.runtime.step_model import Job, StepGraph
 from service.tasks.generate_stream import GenerationRequest, GenerationStream
 from service.tasks.sampling import pick_tokens
 
