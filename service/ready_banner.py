@@ -30,31 +30,39 @@ def base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def banner(url: str) -> str:
+def banner(url: str, all_ready: bool = True) -> str:
+    head = "seqserve is ready"
+    if not all_ready:
+        head = "seqserve is up, but not every model is ready (GET /readyz says why)"
     return (
-        "seqserve is ready; open:\n"
+        f"{head}; open:\n"
         f"  playground  {url}/\n"
         f"  API docs    {url}/docs\n"
         f"  metrics     {url}/metrics"
     )
 
 
-def _ready(url: str, key: str | None) -> bool:
+def _readiness(url: str, key: str | None) -> int | None:
+    """/readyz's status, or None while nothing answers (workers still loading their models)."""
     request = urllib.request.Request(url + "/readyz")
     if key is not None:
         request.add_header("X-API-Key", key)
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
-            return bool(response.status == 200)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
     except (urllib.error.URLError, OSError):
-        return False
+        return None
 
 
 def _watch(url: str, key: str | None) -> None:
     deadline = time.monotonic() + GIVE_UP_SECONDS
     while time.monotonic() < deadline:
-        if _ready(url, key):
-            logger.info(banner(url))
+        status = _readiness(url, key)
+        # Any answer means a worker finished its start-up; a 503 names the models that failed to load.
+        if status is not None:
+            logger.info(banner(url, all_ready=status == 200))
             return
         time.sleep(POLL_SECONDS)
 

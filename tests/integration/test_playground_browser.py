@@ -212,3 +212,28 @@ def test_docs_load_offline_and_try_it_out_runs_the_forecast_example(
     driver.execute_script("arguments[0].scrollIntoView()", operation)
     screenshot(driver, tmp_path, "docs")
     assert status.strip() == "200"
+
+
+def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_session_storage(tmp_path: Path) -> None:
+    with running_service(SEQSERVE_API_KEYS="browser-key-1,browser-key-2") as keyed:
+        driver = chromium()
+        try:
+            driver.get(keyed + "/")
+            _wait(driver, "return !document.getElementById('key-panel').hidden")
+            screenshot(driver, tmp_path, "api-key")
+            # The only console error allowed here: the browser reporting the first call's 401.
+            errors = console_errors(driver)
+            assert errors and all("401" in e["message"] for e in errors), errors
+            driver.find_element(By.ID, "api-key").send_keys("browser-key-2")
+            driver.find_element(By.CSS_SELECTOR, "#key-form button").click()
+            _wait(driver, "return document.body.dataset.ready === 'true' && window.seqserve.lastForecast")
+            storage = driver.execute_script(
+                "return {session: sessionStorage.getItem('seqserve.apiKey'), local: localStorage.length,"
+                " cookies: document.cookie}"
+            )
+            assert storage == {"session": "browser-key-2", "local": 0, "cookies": ""}
+            assert driver.find_element(By.ID, "key-panel").is_displayed() is False
+            assert console_errors(driver) == []
+            assert off_loopback(requested_urls(driver)) == []
+        finally:
+            driver.quit()
