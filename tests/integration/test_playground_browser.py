@@ -237,3 +237,31 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_session_storage(tmp
             assert off_loopback(requested_urls(driver)) == []
         finally:
             driver.quit()
+
+
+def test_forecast_of_a_pasted_csv_column(clean: webdriver.Chrome, base: str, tmp_path: Path) -> None:
+    driver = clean
+    _open_playground(driver, base)
+    values = EXAMPLES["series"][1]["history"][-200:]
+    # Two columns with a header: the page offers both and forecasts the chosen one.
+    csv = "hour,load\n" + "\n".join(f"{i},{v:g}" for i, v in enumerate(values))
+    driver.find_element(By.CSS_SELECTOR, ".own-data summary").click()
+    driver.execute_script("const t = document.getElementById('fc-paste'); t.value = arguments[0];", csv)
+    driver.execute_script("document.getElementById('fc-paste').dispatchEvent(new Event('input'))")
+    driver.find_element(By.ID, "fc-use-own").click()
+    sent = _wait(
+        driver,
+        "const f = window.seqserve.lastForecast; return f && f.request.series[0].id.endsWith('hour') && f",
+    )
+    assert sent["request"]["series"][0]["values"] == list(range(200))
+    # The first column was forecast; pick the "load" column instead.
+    driver.execute_script("document.getElementById('fc-column').value = '1'")
+    driver.find_element(By.ID, "fc-use-own").click()
+    sent = _wait(
+        driver,
+        "const f = window.seqserve.lastForecast; return f && f.request.series[0].id.endsWith('load') && f",
+    )
+    assert sent["request"]["series"][0]["values"] == values
+    labels = driver.execute_script("return window.seqserve.charts.forecast.series.map(s => s.label)")
+    assert "actual (test)" not in labels and "median forecast" in labels
+    screenshot(driver, tmp_path, "forecast-own-data")
