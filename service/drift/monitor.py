@@ -27,7 +27,6 @@ from service.drift.psi import (
 )
 from service.drift.psi import psi as psi_of
 from service.drift.window import RowWindow
-from service.metrics import multiprocess_enabled
 
 
 class DriftObserver(Protocol):
@@ -48,12 +47,10 @@ NO_DRIFT = NoDrift("not set up")
 
 
 class _Feature:
-    def __init__(self, ref: FeatureReference, model: str, version: str) -> None:
+    def __init__(self, ref: FeatureReference) -> None:
         self.ref = ref
         self.edges = np.asarray(ref.edges, dtype=np.float64)
         self.reference = reference_probabilities(ref.counts)
-        self.gauge = metrics.psi_gauge(ref.side).labels(model, version, ref.name)
-        self.gauge.set(0)
         self.counts = np.zeros(len(ref.counts), dtype=np.int64)
         self.score = 0.0
 
@@ -74,12 +71,10 @@ class DriftMonitor:
         self.version = version
         self.refresh_seconds = refresh_seconds
         known = set(extractor.names)
-        self._features = [_Feature(f, model, str(version)) for f in profile.features if f.name in known]
+        self._features = [_Feature(f) for f in profile.features if f.name in known]
         self.ignored = sorted({f.name for f in profile.features} - known)
         self._extractor = extractor
         self._window = RowWindow(window_rows, len(self._features), window_seconds)
-        self._rows_gauge = metrics.WINDOW_ROWS.labels(model, str(version))
-        self._rows_gauge.set(0)
         self._rows = 0
         self._oldest_age: float | None = None
         self._queue: list[Observed] = []
@@ -93,6 +88,7 @@ class DriftMonitor:
         self.retired = False
         # The refresher thread first refreshes a monitor one interval after it was created.
         self.last_refresh = time.monotonic()
+        self._publish()  # every series exists (at 0) from the start
         refresher.register(self)
 
     def observe(self, inputs: Any, outputs: np.ndarray[Any, Any] | None) -> None:
@@ -127,26 +123,19 @@ class DriftMonitor:
                 self._publish()
 
     def _publish(self) -> None:
-        self._rows_gauge.set(self._rows)
-        for feature in self._features:
-            feature.gauge.set(feature.score)
+        scores = [(f.ref.side, f.ref.name, f.score) for f in self._features]
+        metrics.publish(self.model, self.version, self._rows, scores)
+
+    @property
+    def series(self) -> list[tuple[str, str]]:
+        return [(f.ref.side, f.ref.name) for f in self._features]
 
     def retire(self, remove_series: bool) -> None:
         """A newer version of the model took over: stop publishing, and drop this version's series."""
         with self._refresh_lock:
             self.retired = True
-            if not remove_series:
-                return
-            labels = (self.model, str(self.version))
-            if multiprocess_enabled():
-                # prometheus_client cannot remove a series in multiprocess mode; 0 means "not drifting".
-                self._rows_gauge.set(0)
-                for feature in self._features:
-                    feature.gauge.set(0)
-                return
-            metrics.WINDOW_ROWS.remove(*labels)
-            for feature in self._features:
-                metrics.psi_gauge(feature.ref.side).remove(*labels, feature.ref.name)
+            if remove_series:
+                metrics.remove(self.model, self.version, self.series)
 
     def report(self, now: float | None = None) -> dict[str, Any]:
         """Scores, window and reference side by side (``GET /v1/models/{name}/drift``)."""

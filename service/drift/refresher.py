@@ -13,6 +13,8 @@ import time
 import weakref
 from typing import Any
 
+from service.drift import metrics
+
 logger = logging.getLogger(__name__)
 
 _monitors: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -24,6 +26,9 @@ _thread: threading.Thread | None = None
 
 def register(monitor: Any) -> None:
     global _thread
+    # When a version is unloaded or replaced its handler, and so its monitor, goes away: drop its series
+    # then, or a dashboard and an alert would keep showing the last scores of a model no longer served.
+    weakref.finalize(monitor, _forget, monitor.model, monitor.version, monitor.series)
     with _lock:
         _monitors.add(monitor)
         if _thread is None or not _thread.is_alive():
@@ -42,6 +47,13 @@ def claim(monitor: Any) -> None:
     if previous is not None:
         previous.retire(remove_series=previous.version != monitor.version)
     monitor.retired = False
+
+
+def _forget(model: str, version: int, series: list[tuple[str, str]]) -> None:
+    """A monitor was garbage collected: remove its series unless a live monitor shares its labels."""
+    if any(m.model == model and m.version == version for m in list(_monitors)):
+        return
+    metrics.remove(model, version, series)
 
 
 def _due(now: float) -> list[Any]:

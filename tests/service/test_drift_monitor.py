@@ -206,3 +206,20 @@ def test_classify_and_generate_extractors_by_hand() -> None:
     assert cols["value_mean"].tolist() == [10.0, 0.0, 255.0] and cols["label"].tolist() == [1, 0, 1]
     cols = GenerateExtractor().extract([(np.array([[7, 0]]), None), (np.array([[120, 1]]), None)])
     assert cols["prompt_chars"].tolist() == [7, 120] and cols["oov_rejected"].tolist() == [0, 1]
+
+
+def test_an_unloaded_version_takes_its_series_with_it() -> None:
+    import gc
+
+    first, second = _monitor("drift-unit-gc"), _monitor("drift-unit-gc")
+    assert _gauge("seqserve_input_drift_psi", "drift-unit-gc", "level") == 0.0  # created at load
+    del first
+    gc.collect()
+    assert _gauge("seqserve_input_drift_psi", "drift-unit-gc", "level") == 0.0  # the other one is live
+    del second
+    gc.collect()
+    assert _gauge("seqserve_input_drift_psi", "drift-unit-gc", "level") is None
+    assert (
+        REGISTRY.get_sample_value("seqserve_drift_window_rows", {"model": "drift-unit-gc", "version": "1"})
+        is None
+    )
