@@ -126,6 +126,13 @@ class ModelRunner:
     def add_close_hook(self, hook: Callable[[], None]) -> None:
         self._close_hooks.append(hook)
 
+    def count_in_flight(self, delta: int) -> None:
+        """Work a task schedules itself (a generation stream) counts as in flight, so unload and hot
+        reload wait for it like for a request in ``run``. Call on the event loop thread."""
+        self._in_flight += delta
+        if delta < 0 and self._retired and self._in_flight == 0:
+            self.close()
+
     @property
     def observer(self) -> BatchObserver | None:
         return self._observer

@@ -173,6 +173,7 @@ class GenerateHandler:
         stream = GenerationStream(ids, self.pieces, request, asyncio.get_running_loop(), self._release)
         self._active.add(stream)
         self._metrics.active_streams.inc()
+        self._runner.count_in_flight(1)
         self._scheduler.submit(stream)
         return stream
 
@@ -233,6 +234,7 @@ class GenerateHandler:
         if stream in self._active:
             self._active.discard(stream)
             self._metrics.active_streams.dec()
+            self._runner.count_in_flight(-1)
 
     def _validate(self, request: GenerationRequest, names: FieldNames) -> None:
         errors: list[ErrorDetail] = []

@@ -177,3 +177,27 @@ def test_a_non_streaming_client_that_hangs_up_frees_its_slot(base: str) -> None:
         )
         _wait_for_active(base, 1)
     _wait_for_active(base, 0)
+
+
+def test_unloading_the_model_lets_running_streams_finish_first(base: str) -> None:
+    sock = _open_stream(base, {"prompt": "ROMEO:\n", "max_new_tokens": 400, "temperature": 0})
+    try:
+        # The unload answers only once the model has no stream in flight (it drains them).
+        unloaded = httpx.post(f"{base}/v2/repository/models/{GEN_MODEL}/unload", timeout=60)
+        assert unloaded.status_code == 200, unloaded.text
+        assert _active(base) == 0  # the stream had finished when the unload answered
+        sock.settimeout(0.5)
+        received = b""
+        while b'"finish_reason":"length"' not in received:
+            chunk = sock.recv(65536)  # already sent: a timeout here means the stream was cut
+            assert chunk, received[-300:]
+            received += chunk
+        assert b'"tokens":400' in received
+    finally:
+        sock.close()
+    refused = httpx.post(f"{base}/v1/generate", json={"prompt": "A", "max_new_tokens": 2})
+    assert refused.status_code == 503
+    loaded = httpx.post(f"{base}/v2/repository/models/{GEN_MODEL}/load", timeout=60)
+    assert loaded.status_code == 200, loaded.text
+    again = httpx.post(f"{base}/v1/generate", json={"prompt": "A", "max_new_tokens": 2})
+    assert again.status_code == 200, again.text
