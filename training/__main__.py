@@ -142,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "report":
         from training.reports import write_report
 
-        for name in write_report(args.version_dir):
+        try:
+            written = write_report(args.version_dir)
+        except ValueError as exc:  # a task without a report builder
+            print(f"python -m training report: {exc}", file=sys.stderr)
+            return 2
+        for name in written:
             print(args.version_dir / name)
     elif args.command == "profile-batch":
         batch_profile.profile_version(args.version_dir, args.seconds)
@@ -153,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         batch_profile.profile_version(args.out)
         # ...and with the reference its drift monitoring compares traffic to (training/profiles.py).
         profiles.profile_version(args.out)
-    if args.command in ("textgen", "classify"):
-        profiles.profile_version(args.out)  # the drift reference of the generator and the classifier
     if args.command in ("textgen", "classify"):
         profiles.profile_version(args.out)  # the drift reference of the generator and the classifier
     return 0
