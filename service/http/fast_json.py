@@ -10,8 +10,8 @@ body. So anything orjson rejects is parsed again by the stdlib, and behaviour is
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
 import orjson
 from fastapi.routing import APIRoute
@@ -30,11 +30,43 @@ class FastJSONRequest(Request):
         return self._json
 
 
+FastPath = Callable[[Request], Awaitable[Response | None]]
+# endpoint -> its happy-path handler, which answers or returns None to leave the request to FastAPI.
+_FAST_PATHS: dict[Callable[..., Any], FastPath] = {}
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def fast_path(handler: FastPath) -> Callable[[E], E]:
+    """Give an endpoint a handler tried first on ``application/json`` bodies (service/http/fast_v1.py).
+
+    The endpoint itself stays as declared, so OpenAPI still documents its pydantic body, and every
+    request the fast handler declines (returns None for) gets FastAPI's validation and errors.
+    """
+
+    def register(endpoint: E) -> E:
+        _FAST_PATHS[endpoint] = handler
+        return endpoint
+
+    return register
+
+
 class FastJSONRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        fast = _FAST_PATHS.get(self.endpoint)
 
         async def fast_json_handler(request: Request) -> Response:
-            return await handler(FastJSONRequest(request.scope, request.receive))
+            request = FastJSONRequest(request.scope, request.receive)
+            if fast is not None and is_json_content_type(request.headers):
+                response = await fast(request)
+                if response is not None:
+                    return response
+            return await handler(request)
 
         return fast_json_handler
+
+
+def is_json_content_type(headers: Mapping[str, str]) -> bool:
+    """Only a plain ``application/json`` body takes a fast path; FastAPI judges anything else."""
+    value = headers.get("content-type")
+    return value is not None and value.split(";", 1)[0].strip().lower() == "application/json"
