@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     tg.add_argument("--steps", type=int, default=None)
     tg.add_argument("--max-seconds", type=float, default=None, help="time budget of the training loop")
     tg.add_argument("--seed", type=int, default=None)
+    tg.add_argument("--threads", type=int, default=None, help="torch threads (default: one per core)")
 
     et = sub.add_parser("evaluate-textgen", help="re-score a committed text generator with onnxruntime")
     et.add_argument("version_dir", type=Path)
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
     cl.add_argument("--epochs", type=int, default=None)
     cl.add_argument("--seed", type=int, default=None)
+    cl.add_argument("--max-seconds", type=float, default=None, help="time budget of the training loop")
+    cl.add_argument("--threads", type=int, default=None, help="torch threads (default: one per core)")
 
     ec = sub.add_parser("evaluate-classify", help="re-score a committed classifier on the MNIST test set")
     ec.add_argument("version_dir", type=Path)
@@ -127,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "evaluate-sentiment":
         sentiment_pipeline.reevaluate(args.version_dir)
     elif args.command == "textgen":
-        cfg_t = textgen_pipeline.config_from_args(args.steps, args.seed, args.max_seconds)
+        cfg_t = textgen_pipeline.config_from_args(args.steps, args.seed, args.max_seconds, args.threads)
         textgen_pipeline.run_textgen(args.out, cfg_t, args.name or args.out.resolve().parent.name)
     elif args.command == "evaluate-textgen":
         textgen_pipeline.reevaluate(args.version_dir, args.prefix_only)
     elif args.command == "classify":
-        cfg_c = classify_pipeline.config_from_args(args.epochs, args.seed)
+        cfg_c = classify_pipeline.config_from_args(args.epochs, args.seed, args.max_seconds, args.threads)
         classify_pipeline.run_classify(args.out, cfg_c, args.name or args.out.resolve().parent.name)
     elif args.command == "evaluate-classify":
         classify_pipeline.reevaluate(args.version_dir)

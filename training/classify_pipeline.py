@@ -162,8 +162,14 @@ def run_classify(out: Path, cfg: ClassifyConfig, name: str) -> dict[str, object]
     return manifest
 
 
-def config_from_args(epochs: int | None, seed: int | None) -> ClassifyConfig:
+def config_from_args(
+    epochs: int | None, seed: int | None, max_seconds: float | None = None, threads: int | None = None
+) -> ClassifyConfig:
     cfg = ClassifyConfig()
+    if max_seconds is not None:
+        cfg = replace(cfg, max_train_seconds=max_seconds)
+    if threads is not None:
+        cfg = replace(cfg, torch_threads=threads)
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
     if seed is not None:

@@ -28,7 +28,7 @@ class TextgenConfig:
     embed_dim: int = 128
     hidden_size: int = 512
     num_layers: int = 2
-    dropout: float = 0.2
+    dropout: float = 0.1
     batch_size: int = 64
     bptt: int = 64
     # The run stops at ``steps`` or when ``max_train_seconds`` is spent, whichever comes first; the
@@ -44,6 +44,12 @@ class TextgenConfig:
     train_fraction: float = 0.9
     eval_every: int = 250
     progress_eval_chars: int = 5000
+    # bfloat16 autocast for the forward pass (fp32 master weights): about half the CPU time per step
+    # on a CPU with AMX/AVX512-BF16 (measured: 0.55 vs 1.15 CPU-s per 64x64 step at hidden 512).
+    bf16_autocast: bool = True
+    # 0 = torch's default (one per core). On a shared, oversubscribed machine 1 is faster: two OpenMP
+    # threads wait on each other whenever either is descheduled.
+    torch_threads: int = 0
     seed: int = 1234
 
     def to_dict(self) -> dict[str, object]:
@@ -115,6 +121,8 @@ def learning_rate(cfg: TextgenConfig, step: int, elapsed: float = 0.0) -> float:
 
 def train_textgen(data: CharData, cfg: TextgenConfig) -> tuple[CharLSTM, dict[str, object]]:
     torch.manual_seed(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     rng = np.random.default_rng(cfg.seed)
     device = pick_device()
     model = build_model(cfg, len(data.chars)).to(device)
@@ -158,8 +166,10 @@ def train_textgen(data: CharData, cfg: TextgenConfig) -> tuple[CharLSTM, dict[st
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step, elapsed)
         model.train()
-        logits, h, c = model.step_logits(batch[:, :-1], h.detach(), c.detach())
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
+            logits, h, c = model.step_logits(batch[:, :-1], h.detach(), c.detach())
+        h, c = h.float(), c.float()
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
