@@ -85,6 +85,8 @@ DOCUMENTED: list[tuple[dict[str, Any] | str, str, str, Any, int]] = [
     ({}, "POST", "/v1/generate", {"prompt": "ROMEO\u20ac"}, 422),
     ({"request_timeout_seconds": 1e-9}, "POST", "/v1/generate", {"prompt": "ROMEO:"}, 504),
     ({}, "POST", "/v1/completions", {"model": "shakespeare-char", "prompt": "A", "max_tokens": 4}, 200),
+    ({}, "POST", "/v1/classify", {"sequences": [[[0.0] * 28] * 28]}, 200),
+    ({}, "POST", "/v1/classify", {"sequences": [[[256.0] * 28] * 28]}, 422),
     ({}, "GET", "/v1/models", None, 200),
     ("empty", "GET", "/v1/models", None, 200),
     ({}, "GET", f"/v1/models/{MODEL_NAME}", None, 200),
