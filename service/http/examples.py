@@ -58,13 +58,13 @@ BODY_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
 }
 # Path parameters, by name: a served model, its committed version and its report.
 PATH_EXAMPLES: dict[str, Any] = {"name": "m4-hourly", "version": 1, "filename": "report.md"}
-# V2 inference documents a sentiment request (service/http/v2_openapi.py): name the model it fits.
-PATH_EXAMPLES_BY_PATH: dict[str, dict[str, Any]] = {
-    "/v2/models/{name}/infer": {"name": "sst2-bilstm"},
-    "/v2/models/{name}/versions/{version}/infer": {"name": "sst2-bilstm"},
-}
 # Loading and unloading are left without a model name: an example there would unload a served model.
-_NO_PATH_EXAMPLE = ("/v2/repository/",)
+# V2 inference documents its own body (service/http/v2_openapi.py) and names no model for it.
+_NO_PATH_EXAMPLE = (
+    "/v2/repository/",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
+)
 
 
 def add_examples(schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,10 +84,9 @@ def add_examples(schema: dict[str, Any]) -> dict[str, Any]:
                 content["example"] = body
             if path.startswith(_NO_PATH_EXAMPLE):
                 continue
-            values = {**PATH_EXAMPLES, **PATH_EXAMPLES_BY_PATH.get(path, {})}
             for parameter in operation.get("parameters", []):
-                if parameter.get("in") == "path" and parameter["name"] in values:
-                    parameter.setdefault("example", values[parameter["name"]])
+                if parameter.get("in") == "path" and parameter["name"] in PATH_EXAMPLES:
+                    parameter.setdefault("example", PATH_EXAMPLES[parameter["name"]])
     return schema
 
 

@@ -49,7 +49,16 @@ _SSE_RESPONSE = {
         "JSON; with stream: true, text/event-stream: one `data: {json}` event per chunk of text, the last "
         "one with finish_reason (docs/generation.md)."
     ),
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # Each Server-Sent Event, as a client parses it: its data line holds the JSON chunk.
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["data"],
+                "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+            }
+        }
+    },
 }
 
 

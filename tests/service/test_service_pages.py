@@ -81,8 +81,8 @@ def test_every_operation_runs_with_its_examples(examples_client: TestClient) -> 
     served_tasks = {m["task"] for m in client.get("/v1/models").json()["models"] if m["state"] == "ready"}
     tried = []
     for path, operations in schema["paths"].items():
-        if path.startswith("/v2/repository/models/"):
-            continue  # an example would unload a served model
+        if path.startswith("/v2/repository/models/") or (path.endswith("/infer") and path.startswith("/v2/")):
+            continue  # an example would unload a served model; V2 inference documents its own body
         for method, operation in operations.items():
             url = path
             for parameter in operation.get("parameters", []):
