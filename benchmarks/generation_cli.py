@@ -34,7 +34,7 @@ def _env(args: argparse.Namespace, repo: Path, port: int, policy: str) -> dict[s
         "SEQSERVE_ORT_INTRA_OP_THREADS": str(args.gen_intra_op_threads),
         "SEQSERVE_MAX_STREAMS_PER_MODEL": str(max(128, max(args.gen_clients), args.gen_baseline_clients)),
         # The sequential baseline queues 63 streams behind the running one; its waits must not time out.
-        "SEQSERVE_REQUEST_TIMEOUT_SECONDS": "600",
+        "SEQSERVE_GENERATION_TIMEOUT_SECONDS": "600",
     })  # fmt: skip
     return env
 

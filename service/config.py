@@ -73,6 +73,15 @@ class Settings(BaseSettings):
             "one chunk for it."
         ),
     )
+    generation_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Time budget of one generation, from admission to its last token (504, or a timeout event "
+            "when streamed); apart from request_timeout_seconds because 2,048 tokens beside 63 other "
+            "streams legitimately take tens of seconds."
+        ),
+    )
     generation_scheduling: Literal["continuous", "static", "sequential"] = Field(
         default="continuous",
         description=(

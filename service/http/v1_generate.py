@@ -31,7 +31,7 @@ from service.http.schemas_generate import (
     GenerateResponse,
     unsupported_completion_fields,
 )
-from service.http.v1 import _errors, _registry, _settings, _within_timeout
+from service.http.v1 import _errors, _registry, _settings
 from service.runtime.registry import ModelRecord
 from service.tasks.generate import FieldNames, GenerateHandler
 from service.tasks.generate_stream import Chunk, GenerationRequest, GenerationStream
@@ -192,9 +192,28 @@ async def _collect_or_disconnect(
 ) -> tuple[str, Chunk] | None:
     """The whole generation within the request timeout, or None once the client has hung up."""
     try:
-        return await _unless_disconnected(_within_timeout(_collect(stream), settings, model), request)
+        return await _unless_disconnected(_within_budget(_collect(stream), settings, model), request)
     finally:
         stream.close()
+
+
+async def _within_budget(call: Awaitable[T], settings: Settings, model: str) -> T:
+    """Like v1's request timeout, with the generation's own budget (generation_timeout_seconds)."""
+    try:
+        async with asyncio.timeout(settings.generation_timeout_seconds):
+            return await call
+    except TimeoutError as exc:
+        error = _timeout_error(settings)
+        metrics.count_rejection(model, error)
+        raise error from exc
+    except Exception as exc:
+        metrics.count_rejection(model, exc)
+        raise
+
+
+def _timeout_error(settings: Settings) -> InferenceTimeoutError:
+    limit = settings.generation_timeout_seconds
+    return InferenceTimeoutError(f"generation took longer than {limit} s (generation_timeout_seconds)")
 
 
 async def _unless_disconnected(call: Awaitable[T], request: Request) -> T | None:
@@ -221,16 +240,14 @@ async def _bounded_chunks(
     stream: GenerationStream, settings: Settings, model: str
 ) -> AsyncIterator[Chunk | Exception]:
     """Chunks until the last one; a timeout or model failure comes last as the exception it was."""
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout_seconds
+    deadline = asyncio.get_running_loop().time() + settings.generation_timeout_seconds
     while True:
         try:
             # Only the wait is bounded: a timeout must never interrupt the response's own send.
             async with asyncio.timeout_at(deadline):
                 chunk = await stream.next_chunk()
         except TimeoutError:
-            error = InferenceTimeoutError(
-                f"generation took longer than {settings.request_timeout_seconds} s (request_timeout_seconds)"
-            )
+            error = _timeout_error(settings)
             metrics.count_rejection(model, error)
             yield error
             return

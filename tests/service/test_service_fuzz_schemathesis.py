@@ -83,7 +83,7 @@ DOCUMENTED: list[tuple[dict[str, Any] | str, str, str, Any, int]] = [
     ({"request_timeout_seconds": 1e-9}, "POST", "/v1/sentiment", {"texts": ["a gripping film"]}, 504),
     ({}, "POST", "/v1/generate", {"prompt": "ROMEO:", "max_new_tokens": 8, "seed": 1}, 200),
     ({}, "POST", "/v1/generate", {"prompt": "ROMEO\u20ac"}, 422),
-    ({"request_timeout_seconds": 1e-9}, "POST", "/v1/generate", {"prompt": "ROMEO:"}, 504),
+    ({"generation_timeout_seconds": 1e-9}, "POST", "/v1/generate", {"prompt": "ROMEO:"}, 504),
     ({}, "POST", "/v1/completions", {"model": "shakespeare-char", "prompt": "A", "max_tokens": 4}, 200),
     ({}, "POST", "/v1/classify", {"sequences": [[[0.0] * 28] * 28]}, 200),
     ({}, "POST", "/v1/classify", {"sequences": [[[256.0] * 28] * 28]}, 422),

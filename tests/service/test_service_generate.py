@@ -138,8 +138,8 @@ def test_every_prompt_of_the_shared_list_is_in_the_vocabulary(client: TestClient
         assert set(prompt) <= set(VOCAB), prompt
 
 
-def test_the_request_timeout_applies_to_generation(repo: Path) -> None:
-    settings = make_settings(repo, request_timeout_seconds=0.05, max_new_tokens=100_000)
+def test_the_generation_timeout_applies(repo: Path) -> None:
+    settings = make_settings(repo, generation_timeout_seconds=0.05, max_new_tokens=100_000)
     with TestClient(create_app(settings)) as slow:
         body = {"prompt": "ROMEO:\n", "max_new_tokens": 100_000}
         assert_error(slow.post("/v1/generate", json=body), 504, error_type="timeout")

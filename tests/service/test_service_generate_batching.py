@@ -22,7 +22,7 @@ LABEL = f'model="{GEN_MODEL}"'
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("batching")
-    settings = {"max_streams_per_model": str(MAX_STREAMS), "request_timeout_seconds": "120"}
+    settings = {"max_streams_per_model": str(MAX_STREAMS)}
     with running_server(model_repository(tmp, GEN_MODEL), tmp / "server.log", **settings) as url:
         yield url
 
