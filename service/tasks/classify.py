@@ -17,6 +17,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.config import Settings
+from service.drift.loader import drift_observer
+from service.drift.monitor import NO_DRIFT, DriftObserver
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
@@ -44,6 +46,7 @@ class ClassifyResult:
 
 class ClassifyHandler:
     task = "classify"
+    drift: DriftObserver = NO_DRIFT
 
     def __init__(
         self, manifest: ModelManifest, params: ClassifyParameters, runner: ModelRunner, settings: Settings
@@ -68,7 +71,9 @@ class ClassifyHandler:
             raise ManifestError(f"classify output must be FP32 [B, {len(params.labels)}] probabilities")
         if not params.value_min < params.value_max:
             raise ManifestError("classify parameters: value_min must be below value_max")
-        return cls(manifest, params, runner, settings)
+        handler = cls(manifest, params, runner, settings)
+        handler.drift = drift_observer(manifest, version_dir, settings)
+        return handler
 
     @property
     def public_parameters(self) -> dict[str, Any]:
@@ -85,6 +90,7 @@ class ClassifyHandler:
     async def classify(self, sequences: Sequence[Sequence[Sequence[float]]]) -> list[ClassifyResult]:
         array = self.to_array(sequences, ("sequences",))
         probs = (await self._runner.run({self._input.name: array}))[self._output.name]
+        self.drift.observe(array, probs)  # queued only; features are computed off the request path
         labels = self.params.labels
         results = []
         for row in probs.astype(np.float64):
@@ -167,4 +173,5 @@ class ClassifyHandler:
         array = inputs[self._input.name]
         self.check_tensor(array, (self._input.name,))
         outputs = await self._runner.run({self._input.name: np.ascontiguousarray(array, dtype=np.float32)})
+        self.drift.observe(array, outputs[self._output.name])
         return {self._output.name: outputs[self._output.name]}

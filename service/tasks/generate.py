@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service import metrics
 from service.config import Settings
+from service.drift.loader import drift_observer
+from service.drift.monitor import NO_DRIFT, DriftObserver
 from service.exceptions import ErrorDetail, InvalidInputError, QueueFullError
 from service.runtime.continuous import ContinuousScheduler
 from service.runtime.inference import ModelRunner
@@ -57,6 +59,7 @@ class FieldNames:
 
 class GenerateHandler:
     task = "generate"
+    drift: DriftObserver = NO_DRIFT
 
     def __init__(
         self,
@@ -113,7 +116,9 @@ class GenerateHandler:
             raise ManifestError(
                 f"{params.vocab}: {len(chars)} chars, must be {params.vocab_size} distinct ones"
             )
-        return cls(manifest, params, chars, runner, settings)
+        handler = cls(manifest, params, chars, runner, settings)
+        handler.drift = drift_observer(manifest, version_dir, settings)
+        return handler
 
     @property
     def public_parameters(self) -> dict[str, Any]:
@@ -147,6 +152,8 @@ class GenerateHandler:
     def encode(self, prompt: str, names: FieldNames) -> np.ndarray[Any, Any]:
         ids = self._ids
         unknown = [(i, ch) for i, ch in enumerate(prompt) if ch not in ids]
+        # Every protocol's prompt passes here, refused ones too (the out-of-vocabulary share is a feature).
+        self.drift.observe(np.array([[len(prompt), 1.0 if unknown else 0.0]]), None)
         if unknown:
             details = [
                 ErrorDetail((names.prompt,), f"character {ch!r} (U+{ord(ch):04X}) at position {i} is not in "

@@ -81,3 +81,34 @@ def test_unknown_model_is_404_and_disabled_monitoring_says_so(tmp_path: Path) ->
         assert response.json()["error"]["details"][0]["loc"] == ["path", "name"]
         body = off.get("/v1/models/m4-hourly/drift").json()
         assert body["enabled"] is False and "SEQSERVE_DRIFT_ENABLED" in body["reason"]
+
+
+def test_classify_and_generate_feed_their_monitors(tmp_path: Path) -> None:
+    import json
+
+    for name in ("mnist-rows", "shakespeare-char"):
+        (tmp_path / name).symlink_to(MODELS / name, target_is_directory=True)
+    sample = json.loads((MODELS.parent / "tests" / "data" / "mnist_test_sample.json").read_text())["samples"]
+    settings = make_settings(tmp_path, drift_refresh_seconds=3600.0)
+    with TestClient(create_app(settings)) as client:
+        images = [s["sequence"] for s in sample[:3]]
+        assert client.post("/v1/classify", json={"sequences": images}).status_code == 200
+        report = client.get("/v1/models/mnist-rows/drift").json()
+        assert report["window"]["rows"] == 3
+        assert {f["name"] for f in report["features"]} == {"value_mean", "label"}
+
+        # Prompts are observed where every protocol encodes them (generation itself is not under test).
+        from service.exceptions import InvalidInputError
+        from service.tasks.generate import FieldNames
+
+        handler = client.app.state.registry.get("shakespeare-char").handler
+        before = _rows(client, "shakespeare-char")  # the warm-up prompt passed through encode too
+        handler.encode("ROMEO:\n", FieldNames())
+        with pytest.raises(InvalidInputError):
+            handler.encode("ROMEO: \U0001f600\n", FieldNames())
+        refused = client.post("/v1/generate", json={"prompt": "ROMEO: \U0001f600\n", "max_new_tokens": 1})
+        assert refused.status_code == 422
+        report = client.get("/v1/models/shakespeare-char/drift").json()
+        assert report["window"]["rows"] == before + 3
+        oov = next(f for f in report["features"] if f["name"] == "oov_rejected")
+        assert oov["window_counts"][1] == 2  # the two refused prompts are the out-of-vocabulary rows
