@@ -34,7 +34,7 @@ async def model_drift(name: str, request: Request) -> Response:
         reason = (
             drift.reason
             if isinstance(drift, NoDrift)
-            else f"the {record.task!r} handler does not feed drift monitoring (forecast and sentiment do)"
+            else f"the {record.task!r} handler does not feed drift monitoring"
         )
         body.update({"enabled": False, "reason": reason})
     return OrjsonResponse(body)
