@@ -235,7 +235,10 @@ def quantize_version(
     if not ops & QUANTIZED_OPS:
         raise RuntimeError(f"the quantizer left no quantized op in the graph; ops: {sorted(ops)}")
     for name in src_manifest["files"]:
-        if name != "model.onnx" and not name.endswith(".pt"):
+        # The drift profile and the evaluation report describe the source's own outputs; the int8
+        # version gets its own (python -m training profile-data / report), so neither is copied.
+        per_version = name == "profile.json" or name.startswith("report")
+        if name != "model.onnx" and not name.endswith(".pt") and not per_version:
             shutil.copy2(src_dir / name, out / name)
 
     evaluation = adapter.evaluate(out)

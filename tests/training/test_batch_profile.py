@@ -12,7 +12,16 @@ from training.manifest import sha256_file
 from training.series_io import load_m4_wide
 
 REPO = Path(__file__).resolve().parents[2]
-COMMITTED = sorted(p.parent for p in (REPO / "models").glob("*/*/model.json"))
+# Versions trained here carry the hint their training measured; a dropped-in model (task tensor) or a
+# generation graph (state batched on axis 1) has none, and the service then runs whole micro-batches.
+_ALL = sorted(p.parent for p in (REPO / "models").glob("*/*/model.json"))
+COMMITTED = [d for d in _ALL if "serving" in json.loads((d / "model.json").read_text())]
+
+
+def test_every_forecast_and_sentiment_version_carries_a_hint() -> None:
+    tasks = {d: json.loads((d / "model.json").read_text())["task"] for d in _ALL}
+    profiled = {d for d, task in tasks.items() if task in ("forecast", "sentiment")}
+    assert profiled and profiled <= set(COMMITTED)
 
 
 def test_take_rows_repeats_real_rows_to_the_batch_size() -> None:
