@@ -5,6 +5,7 @@ repository extension, and an unload that drains, frees memory and loses nothing 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -23,7 +24,13 @@ from tritonclient.utils import InferenceServerException
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "models"
-SERVED = {"m4-hourly": "1", "sst2-bilstm": "1", "lstm-next-step": "1"}
+SERVED = {
+    "m4-hourly": "1",
+    "sst2-bilstm": "1",
+    "lstm-next-step": "1",
+    "mnist-rows": "1",
+    "shakespeare-char": "1",
+}
 TEXTS = ["a gripping , funny and moving film .", "dull , dull , dull .", "naïve but charming ☺"]
 
 
@@ -151,6 +158,38 @@ def test_generic_model_json_and_binary_agree(client: triton.InferenceServerClien
         answers.append(client.infer("lstm-next-step", [tensor]).as_numpy("y"))
     assert answers[0].shape == (4, 1)
     np.testing.assert_allclose(answers[0], answers[1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_mnist_classification_equals_v1(
+    client: triton.InferenceServerClient, server: Server, binary: bool
+) -> None:
+    sample = json.loads((REPO / "tests" / "data" / "mnist_test_sample.json").read_text())
+    images = np.asarray([item["sequence"] for item in sample["samples"][:6]], dtype=np.float32)
+    tensor = triton.InferInput("sequences", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images, binary_data=binary)
+    result = client.infer(
+        "mnist-rows", [tensor], outputs=[triton.InferRequestedOutput("probabilities", binary)]
+    )
+    v1 = httpx.post(f"{server.base}/v1/classify", json={"sequences": images.tolist()}, timeout=300).json()
+    expected = [[r["probabilities"][str(d)] for d in range(10)] for r in v1["results"]]
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_generation_graph_steps_over_v2(client: triton.InferenceServerClient) -> None:
+    meta = {t["name"]: t for t in client.get_model_metadata("shakespeare-char")["inputs"]}
+    layers, hidden = meta["h"]["shape"][0], meta["h"]["shape"][2]
+    tokens = triton.InferInput("tokens", [2, 3], "INT64")
+    tokens.set_data_from_numpy(np.asarray([[1, 2, 3], [4, 5, 6]], dtype=np.int64))
+    state = []
+    for name in ("h", "c"):
+        tensor = triton.InferInput(name, [layers, 2, hidden], "FP32")
+        tensor.set_data_from_numpy(np.zeros((layers, 2, hidden), dtype=np.float32))
+        state.append(tensor)
+    result = client.infer("shakespeare-char", [tokens, *state])
+    logits = result.as_numpy("logits")
+    assert logits.shape[0] == 2 and np.isfinite(logits).all()
+    assert result.as_numpy("h_out").shape == (layers, 2, hidden)
 
 
 def test_malformed_requests_are_4xx_never_5xx(server: Server) -> None:
