@@ -15,8 +15,11 @@ from typing import Any, TypeVar
 
 import orjson
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
+
+from service.http.fast_v1 import decode_body
 
 
 class FastJSONRequest(Request):
@@ -31,20 +34,25 @@ class FastJSONRequest(Request):
 
 
 FastPath = Callable[[Request], Awaitable[Response | None]]
-# endpoint -> its happy-path handler, which answers or returns None to leave the request to FastAPI.
+# endpoint -> its fast path, which answers or returns None to leave the request to FastAPI.
 _FAST_PATHS: dict[Callable[..., Any], FastPath] = {}
-E = TypeVar("E", bound=Callable[..., Any])
+E = TypeVar("E", bound=Callable[..., Awaitable[Response]])
 
 
-def fast_path(handler: FastPath) -> Callable[[E], E]:
-    """Give an endpoint a handler tried first on ``application/json`` bodies (service/http/fast_v1.py).
+def fast_body(model: type[BaseModel]) -> Callable[[E], E]:
+    """Call ``endpoint(body, request)`` with ``model`` validated directly (service/http/fast_v1.py).
 
-    The endpoint itself stays as declared, so OpenAPI still documents its pydantic body, and every
-    request the fast handler declines (returns None for) gets FastAPI's validation and errors.
+    The endpoint stays as declared, so OpenAPI documents its body as before; a plain ``application/json``
+    body that the model accepts skips FastAPI's dependency and validation machinery, and anything else
+    (other content types, invalid JSON, invalid bodies) goes through FastAPI and its error responses.
     """
 
     def register(endpoint: E) -> E:
-        _FAST_PATHS[endpoint] = handler
+        async def fast(request: Request) -> Response | None:
+            body = decode_body(model, await request.body())
+            return None if body is None else await endpoint(body, request)
+
+        _FAST_PATHS[endpoint] = fast
         return endpoint
 
     return register

@@ -12,8 +12,7 @@ from starlette.responses import Response
 
 from service.config import Settings
 from service.exceptions import ErrorDetail, InferenceError, InferenceTimeoutError, NotReadyError
-from service.http.fast_json import FastJSONRoute, fast_path
-from service.http.fast_v1 import decode_forecast, decode_sentiment
+from service.http.fast_json import FastJSONRoute, fast_body
 from service.http.responses import OrjsonResponse
 from service.http.schemas_v1 import (
     ErrorResponse,
@@ -66,11 +65,6 @@ def _settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-async def _fast_forecast(request: Request) -> Response | None:
-    decoded = decode_forecast(await request.body())
-    return None if decoded is None else await _forecast(request, decoded.model, decoded.query)
-
-
 @router.post(
     "/v1/forecast",
     response_model=ForecastResponse,
@@ -78,21 +72,17 @@ async def _fast_forecast(request: Request) -> Response | None:
     responses=_errors(400, 401, 413, 415, 422, 503, 504),
     summary="Quantile forecasts for one or more series",
 )
-@fast_path(_fast_forecast)
+@fast_body(ForecastRequest)
 async def forecast(body: ForecastRequest, request: Request) -> Response:
+    record = _registry(request).resolve(body.model, "forecast")
+    handler = record.handler
+    if not isinstance(handler, ForecastHandler) or record.version is None:
+        raise InferenceError(f"model {record.name!r} has no forecast handler")
     query = ForecastQuery(
         series=[SeriesInput(values=s.values, id=s.id) for s in body.series],
         horizon=body.horizon,
         quantiles=body.quantiles,
     )
-    return await _forecast(request, body.model, query)
-
-
-async def _forecast(request: Request, model: str | None, query: ForecastQuery) -> Response:
-    record = _registry(request).resolve(model, "forecast")
-    handler = record.handler
-    if not isinstance(handler, ForecastHandler) or record.version is None:
-        raise InferenceError(f"model {record.name!r} has no forecast handler")
     forecasts = await _within_timeout(handler.forecast(query), _settings(request), record.name)
     return OrjsonResponse(
         {
@@ -110,11 +100,6 @@ async def _forecast(request: Request, model: str | None, query: ForecastQuery) -
     )
 
 
-async def _fast_sentiment(request: Request) -> Response | None:
-    decoded = decode_sentiment(await request.body())
-    return None if decoded is None else await _sentiment(request, decoded.model, decoded.texts)
-
-
 @router.post(
     "/v1/sentiment",
     response_model=SentimentResponse,
@@ -122,17 +107,13 @@ async def _fast_sentiment(request: Request) -> Response | None:
     responses=_errors(400, 401, 413, 415, 422, 503, 504),
     summary="Sentiment label and probabilities for one or more texts",
 )
-@fast_path(_fast_sentiment)
+@fast_body(SentimentRequest)
 async def sentiment(body: SentimentRequest, request: Request) -> Response:
-    return await _sentiment(request, body.model, body.texts)
-
-
-async def _sentiment(request: Request, model: str | None, texts: list[str]) -> Response:
-    record = _registry(request).resolve(model, "sentiment")
+    record = _registry(request).resolve(body.model, "sentiment")
     handler = record.handler
     if not isinstance(handler, SentimentHandler) or record.version is None:
         raise InferenceError(f"model {record.name!r} has no sentiment handler")
-    results = await _within_timeout(handler.classify(texts), _settings(request), record.name)
+    results = await _within_timeout(handler.classify(body.texts), _settings(request), record.name)
     return OrjsonResponse(
         {
             "model": {"name": record.name, "version": record.version},
