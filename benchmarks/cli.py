@@ -94,6 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gen-warmup", type=float, default=3.0, help="unmeasured seconds before each phase")
     p.add_argument("--gen-workers", type=int, default=1, help="SEQSERVE_WORKERS for the generation phases")
     p.add_argument("--gen-intra-op-threads", type=int, default=1, help="SEQSERVE_ORT_INTRA_OP_THREADS there")
+    p.add_argument(
+        "--gen-compare-workers",
+        type=int,
+        default=2,
+        help="also continuous at 64 with this many workers (0 = no)",
+    )
     return p.parse_args(argv)
 
 

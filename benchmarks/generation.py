@@ -183,14 +183,14 @@ def _scaled(value: float | None, factor: float) -> float | None:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = f"{'phase':<18}{'tokens/s':>9}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}"
+    head = f"{'phase':<25}{'tokens/s':>9}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}"
     lines = [head + f"{'err':>5}{'load':>6}{'cores':>7}"]
     for key, r in results["phases"].items():
         if "error" in r:
-            lines.append(f"{key:<18} {r['error'][:80]}")
+            lines.append(f"{key:<25} {r['error'][:80]}")
             continue
         lines.append(
-            f"{key:<18}{r['tokens_per_s']:>9.0f}{_fmt(r['ttft_p50_ms']):>10}{_fmt(r['ttft_p99_ms']):>10}"
+            f"{key:<25}{r['tokens_per_s']:>9.0f}{_fmt(r['ttft_p50_ms']):>10}{_fmt(r['ttft_p99_ms']):>10}"
             f"{_fmt(r['inter_token_p50_ms']):>9}{_fmt(r['inter_token_p99_ms']):>9}{r['errors']:>5}"
             f"{r.get('loadavg_1m_start', 0):>6.1f}{r.get('server_cores_busy', 0):>7.2f}"
         )
@@ -235,5 +235,5 @@ def _div(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def log_path(work: Path, policy: str) -> Path:
-    return work / f"generate_{policy}.log"
+def log_path(work: Path, label: str) -> Path:
+    return work / f"generate_{label}.log"

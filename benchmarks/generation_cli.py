@@ -17,18 +17,24 @@ from benchmarks import generation
 from benchmarks.server import Server, ServerError, free_port
 
 
-# (policy, clients) in the order they run; the continuous phases come first, on a quiet machine.
-def phases(args: argparse.Namespace) -> list[tuple[str, int]]:
-    out = [("continuous", c) for c in args.gen_clients]
-    out += [(policy, args.gen_baseline_clients) for policy in ("sequential", "static")]
+def servers(args: argparse.Namespace) -> list[tuple[str, str, int, list[int]]]:
+    """(label, scheduling policy, workers, client counts), in the order they run: continuous first, on a
+    quiet machine, then the two baselines, then (optionally) continuous with several workers."""
+    out = [("continuous", "continuous", args.gen_workers, list(args.gen_clients))]
+    out += [
+        (policy, policy, args.gen_workers, [args.gen_baseline_clients]) for policy in ("sequential", "static")
+    ]
+    if args.gen_compare_workers > 1:
+        label = f"continuous_{args.gen_compare_workers}workers"
+        out.append((label, "continuous", args.gen_compare_workers, [args.gen_baseline_clients]))
     return out
 
 
-def _env(args: argparse.Namespace, repo: Path, port: int, policy: str) -> dict[str, str]:
+def _env(args: argparse.Namespace, repo: Path, port: int, policy: str, workers: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSERVE_")}
     env.update({
         "SEQSERVE_MODEL_REPOSITORY": str(repo), "SEQSERVE_HOST": "127.0.0.1", "SEQSERVE_PORT": str(port),
-        "SEQSERVE_LOG_LEVEL": "warning", "SEQSERVE_WORKERS": str(args.gen_workers),
+        "SEQSERVE_LOG_LEVEL": "warning", "SEQSERVE_WORKERS": str(workers),
         "SEQSERVE_GENERATION_SCHEDULING": policy,
         # One ORT thread: the other core is left to the event loop and the load generator.
         "SEQSERVE_ORT_INTRA_OP_THREADS": str(args.gen_intra_op_threads),
@@ -59,15 +65,12 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
         repo.mkdir()
         # Only the generation model: nothing else loads, warms up or takes memory.
         (repo / args.gen_model).symlink_to(source, target_is_directory=True)
-        by_policy: dict[str, list[int]] = {}
-        for policy, clients in phases(args):
-            by_policy.setdefault(policy, []).append(clients)
-        for policy, client_counts in by_policy.items():
+        for label, policy, workers, client_counts in servers(args):
             port = free_port()
             argv = [sys.executable, "-m", "service"]
-            env = _env(args, repo, port, policy)
-            server = Server(f"generate_{policy}", argv, env, port, generation.log_path(work, policy))
-            print(f"starting the service, generation_scheduling={policy} ...", file=sys.stderr, flush=True)
+            env = _env(args, repo, port, policy, workers)
+            server = Server(f"generate_{label}", argv, env, port, generation.log_path(work, label))
+            print(f"starting the service: {label} ({workers} worker(s)) ...", file=sys.stderr, flush=True)
             try:
                 server.start()
                 status, answer = server.post_json(
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
                     raise ServerError(f"generate check failed: HTTP {status}: {str(answer)[:300]}")
                 results["meta"]["served"] = answer["model"]
                 for clients in client_counts:
-                    key = f"{policy}_c{clients}"
+                    key = f"{label}_c{clients}"
                     # The machine may be shared: its load and the server's own CPU use say how much.
                     load, cpu, wall = os.getloadavg()[0], server.cpu_seconds(), time.monotonic()
                     phase = generation.run_phase(
@@ -86,13 +89,14 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
                     busy = (server.cpu_seconds() - cpu) / (time.monotonic() - wall)
                     results["phases"][key] = {
                         "policy": policy,
+                        "workers": workers,
                         **phase,
                         "loadavg_1m_start": load,
                         "server_cores_busy": round(busy, 2),
                     }
-                results.setdefault("memory", {})[policy] = server.memory()
+                results.setdefault("memory", {})[label] = server.memory()
             except ServerError as exc:
-                results["phases"][f"{policy}_error"] = {"error": str(exc)[-1500:]}
+                results["phases"][f"{label}_error"] = {"error": str(exc)[-1500:]}
             finally:
                 server.stop()
     generation.summarize(results)

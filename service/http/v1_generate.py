@@ -240,23 +240,27 @@ async def _bounded_chunks(
     stream: GenerationStream, settings: Settings, model: str
 ) -> AsyncIterator[Chunk | Exception]:
     """Chunks until the last one; a timeout or model failure comes last as the exception it was."""
-    deadline = asyncio.get_running_loop().time() + settings.generation_timeout_seconds
-    while True:
-        try:
-            # Only the wait is bounded: a timeout must never interrupt the response's own send.
-            async with asyncio.timeout_at(deadline):
+    # A timer rather than a timeout scope: a timeout must never interrupt the response's own send.
+    loop = asyncio.get_running_loop()
+    timer = loop.call_at(
+        loop.time() + settings.generation_timeout_seconds, stream.expire, _timeout_error(settings)
+    )
+    try:
+        while True:
+            try:
                 chunk = await stream.next_chunk()
-        except TimeoutError:
-            error = _timeout_error(settings)
-            metrics.count_rejection(model, error)
-            yield error
-            return
-        except InferenceError as exc:
-            yield exc
-            return
-        yield chunk
-        if chunk.finish_reason is not None:
-            return
+            except InferenceTimeoutError as exc:
+                metrics.count_rejection(model, exc)
+                yield exc
+                return
+            except InferenceError as exc:
+                yield exc
+                return
+            yield chunk
+            if chunk.finish_reason is not None:
+                return
+    finally:
+        timer.cancel()
 
 
 async def _generate_events(stream: GenerationStream, settings: Settings, model: str) -> AsyncIterator[bytes]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.exceptions import InferenceError
+from service.exceptions import InferenceError, InferenceTimeoutError
 from service.tasks.sampling import Sampler, SamplingParams
 from service.tasks.stop_strings import StopMatcher
 
@@ -43,6 +43,11 @@ class _Failure:
     error: BaseException
 
 
+@dataclass(frozen=True)
+class _Expired:
+    error: InferenceTimeoutError
+
+
 class GenerationStream:
     def __init__(
         self,
@@ -65,7 +70,7 @@ class GenerationStream:
         self._text = ""
         self._emitted = 0
         self._tokens = 0
-        self._events: deque[Chunk | _Failure] = deque()
+        self._events: deque[Chunk | _Failure | _Expired] = deque()
         self._ready = asyncio.Event()
         self._on_close = on_close
         self._closed = False
@@ -100,6 +105,15 @@ class GenerationStream:
     def wake(self) -> None:
         self._ready.set()
 
+    def expire(self, error: InferenceTimeoutError) -> None:
+        """On the event loop, at the deadline: the reader gets ``error`` after the text already generated.
+
+        One timer per stream rather than a timeout around every wait (64 timers set and cancelled per
+        decode step at 64 streams).
+        """
+        self._events.append(_Expired(error))
+        self._ready.set()
+
     async def next_chunk(self) -> Chunk:
         """Text generated since the last call, as one chunk; the last one has a finish_reason.
 
@@ -116,6 +130,9 @@ class GenerationStream:
                 if isinstance(event, _Failure):
                     self.close()
                     raise InferenceError(f"generation failed: {event.error}") from event.error
+                if isinstance(event, _Expired):
+                    self.close()
+                    raise event.error
                 texts.append(event.text)
                 last = event
             if last is not None:
