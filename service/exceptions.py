@@ -72,6 +72,6 @@ class ReloadRefusedError(ServiceError):
 
 
 class PayloadTooLargeError(ServiceError):
-    """A body over max_body_bytes found after decoding (e.g. decompressed); plain bodies are refused earlier."""
+    """A body over max_body_bytes found after decoding (decompression); plain bodies are refused earlier."""
 
     error_type = "payload_too_large"

@@ -255,4 +255,5 @@ class NextStepLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
-        return self.head(out[:, -1, :])
+        last: torch.Tensor = self.head(out[:, -1, :])
+        return last

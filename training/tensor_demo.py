@@ -23,7 +23,8 @@ WINDOW = 48
 
 
 def _windows(series: list[np.ndarray], count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
     while len(xs) < count:
         values = series[int(rng.integers(len(series)))]
         start = int(rng.integers(0, len(values) - WINDOW - 1))
@@ -50,7 +51,7 @@ def train_and_export(out: Path, train_csv: Path, seconds: float = 45.0, seed: in
         x, y = _windows(train, 128, rng)
         loss = torch.nn.functional.l1_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         steps += 1
     model.eval()
