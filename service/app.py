@@ -98,11 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Example requests for /docs' "Try it out" (after the security wrapper, so both apply).
     install_examples(app)
+    # Routers are matched in order, one regex per route: the hot inference routes go first.
     app.include_router(router)
+    app.include_router(v2_router)
     app.include_router(generate_router)
     app.include_router(classify_router)
     app.include_router(drift_router)
-    app.include_router(v2_router)
     app.include_router(v2_repository_router)
     app.include_router(model_card_router)
     app.include_router(pages_router)

@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import UNMATCHED_ROUTE, RequestTimer, register_routes
 
+_TEMPLATED_CACHE_ENTRIES = 1024
+
 
 class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
@@ -26,6 +28,9 @@ class HttpMetricsMiddleware:
         # (method, path) -> template, for requests that fully matched a route without path parameters:
         # bounded by the app's own routes, and it spares the hot endpoints a regex per route per request.
         self._static: dict[tuple[str, str], str] = {}
+        # The same for paths with parameters (/v2/models/m4-hourly/infer): clients choose those paths, so
+        # this cache is bounded and simply emptied when full; the templates it maps to stay bounded.
+        self._templated: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._registered:
@@ -54,7 +59,7 @@ class HttpMetricsMiddleware:
 
     def _route_template(self, scope: Scope) -> str:
         key = (scope.get("method", ""), scope["path"])
-        cached = self._static.get(key)
+        cached = self._static.get(key) or self._templated.get(key)
         if cached is not None:
             return cached
         # Same matching the router does; a PARTIAL match (wrong method, answered 405) keeps the template.
@@ -64,6 +69,10 @@ class HttpMetricsMiddleware:
             if match is Match.FULL:
                 if path == scope["path"]:
                     self._static[key] = path
+                else:
+                    if len(self._templated) >= _TEMPLATED_CACHE_ENTRIES:
+                        self._templated.clear()
+                    self._templated[key] = path
                 return path
             if match is Match.PARTIAL and partial is None:
                 partial = path

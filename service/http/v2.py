@@ -21,13 +21,14 @@ from service.exceptions import (
     NotReadyError,
 )
 from service.http.bodies import read_body
+from service.http.direct_route import DirectRoute
 from service.http.v2_openapi import INFER_BODY, V2_ERRORS
 from service.metrics import count_rejection
 from service.runtime import v2_infer
 from service.runtime.registry import ModelRecord, ModelRegistry
 from service.runtime.v2_codec import decode_request, encode_response, parse_header_length
 
-router = APIRouter(tags=["Open Inference Protocol (V2)"])
+router = APIRouter(tags=["Open Inference Protocol (V2)"], route_class=DirectRoute)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -61,6 +62,23 @@ def _record(request: Request, name: str, version: str | None) -> ModelRecord:
     if record.state != "ready":
         raise ModelUnavailableError(f"model {name!r} is not ready: {record.error}")
     return record
+
+
+# Inference first: routes are matched in order, and these are the hot ones.
+@router.post(
+    "/v2/models/{name}/infer", summary="Inference (default version)", openapi_extra=INFER_BODY,
+    responses=V2_ERRORS,
+)  # fmt: skip
+async def infer(name: str, request: Request) -> Response:
+    return await _infer(request, name, None)
+
+
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer", summary="Inference", openapi_extra=INFER_BODY,
+    responses=V2_ERRORS,
+)  # fmt: skip
+async def infer_version(name: str, version: str, request: Request) -> Response:
+    return await _infer(request, name, version)
 
 
 @router.get("/v2", summary="Server metadata", responses=V2_ERRORS)
@@ -127,22 +145,6 @@ def _ready(request: Request, name: str, version: str | None) -> Response:
     return _json({"name": name, "ready": True})
 
 
-@router.post(
-    "/v2/models/{name}/infer", summary="Inference (default version)", openapi_extra=INFER_BODY,
-    responses=V2_ERRORS,
-)  # fmt: skip
-async def infer(name: str, request: Request) -> Response:
-    return await _infer(request, name, None)
-
-
-@router.post(
-    "/v2/models/{name}/versions/{version}/infer", summary="Inference", openapi_extra=INFER_BODY,
-    responses=V2_ERRORS,
-)  # fmt: skip
-async def infer_version(name: str, version: str, request: Request) -> Response:
-    return await _infer(request, name, version)
-
-
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     settings = _settings(request)
     record = _record(request, name, version)
@@ -166,6 +168,4 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     content, json_length = encode_response(name, record.version, decoded.id, outputs)
     if json_length is None:
         return Response(content, media_type="application/json")
-    return Response(
-        content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)}
-    )
+    return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})

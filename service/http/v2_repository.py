@@ -11,11 +11,12 @@ from starlette.responses import Response
 from service.config import Settings
 from service.exceptions import ErrorDetail, InvalidInputError
 from service.http.bodies import read_body
+from service.http.direct_route import DirectRoute
 from service.http.v2_openapi import V2_ERRORS
 from service.runtime import repository
 from service.runtime.registry import ModelRegistry
 
-router = APIRouter(tags=["Open Inference Protocol (V2): model repository"])
+router = APIRouter(tags=["Open Inference Protocol (V2): model repository"], route_class=DirectRoute)
 
 _OPTIONAL_BODY = {
     "requestBody": {
