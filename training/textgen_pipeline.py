@@ -250,7 +250,8 @@ def reevaluate(version_dir: Path, prefix_only: bool = False) -> float:
         stored = evaluation["validation_loss_nats_per_char"]
         got = evaluate_onnx(version_dir, data.valid)
         label = f"whole validation split ({len(data.valid) - 1} characters)"
-    verdict = "same" if round(got, 5) == stored else "DIFFERENT"
+    # Within 2e-4: another CPU may take other onnxruntime kernels, so the last digits can move.
+    verdict = "same" if abs(got - stored) <= 2e-4 else "DIFFERENT"
     print(f"{manifest['name']} v{manifest['version']}, {label}")
     print(f"nats/char  manifest {stored:.5f}  re-run {got:.5f}  {verdict}")
     print(f"bits/char  re-run {got / math.log(2):.5f}")
