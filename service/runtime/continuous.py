@@ -178,8 +178,10 @@ class ContinuousScheduler:
                 break
             steps += size
             joined.extend(self._prefill_group(size, streams))
-        done = {id(s) for s in joined}
-        self._prefilling = [s for s in self._prefilling if id(s) not in done and not s.job.cancelled]
+        # Out go streams whose prompt is fed: those that joined, and those whose first token ended them.
+        self._prefilling = [
+            s for s in self._prefilling if s.cursor < s.job.prompt.size and not s.job.cancelled
+        ]
         return [s for s in joined if not s.job.cancelled]
 
     def _prefill_group(self, size: int, streams: list[_Stream]) -> list[_Stream]:

@@ -151,3 +151,17 @@ def test_the_generation_timeout_applies(repo: Path) -> None:
         # Both timed-out generations left: no slot is held by a stream nobody reads.
         assert f'seqserve_generation_active_streams{{model="{GEN_MODEL}"}} 0.0' in metrics
         assert f'seqserve_rejected_requests_total{{model="{GEN_MODEL}",reason="timeout"}} 2.0' in metrics
+
+
+def test_generations_that_end_at_their_first_token_leave_the_scheduler(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # max_new_tokens=1, or a stop string hit by the first token: the stream ends during its prefill.
+    first = _generate(client, prompt="ROMEO:\n", max_new_tokens=5, temperature=0)["text"][0]
+    for _ in range(3):
+        assert _generate(client, prompt="ROMEO:\n", max_new_tokens=1, temperature=0)["text"] == first
+        stopped = _generate(client, prompt="ROMEO:\n", max_new_tokens=5, temperature=0, stop=[first])
+        assert stopped["text"] == "" and stopped["finish_reason"] == "stop" and stopped["tokens"] == 1
+    after = _generate(client, prompt="ROMEO:\n", max_new_tokens=5, temperature=0)
+    assert after["text"][0] == first
+    assert not [r for r in caplog.records if "generation step failed" in r.getMessage()]
