@@ -23,7 +23,7 @@ class ClassifyConfig:
     hidden_size: int = 128
     num_layers: int = 2
     dropout: float = 0.1
-    epochs: int = 8
+    epochs: int = 14
     batch_size: int = 128
     learning_rate: float = 2e-3
     min_learning_rate: float = 2e-5
