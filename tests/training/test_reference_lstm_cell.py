@@ -195,3 +195,41 @@ def test_onnx_lstm_matches_a_textbook_numpy_cell(version_dir: Path):
             assert diff <= tolerance, f"{version_dir}: {node.name} output {name} differs by {diff:.3g}"
         # The state really moved: a test on all-zero outputs would prove nothing.
         assert float(np.abs(y_h).max()) > 0.05
+
+
+def test_reference_cell_covers_bidirectional_lstms_with_sequence_lengths():
+    """No shipped model has a bidirectional node (sst2-bilstm reverses rows itself), so check the
+    reverse direction and ragged lengths on a one-node graph built here."""
+    rng = np.random.default_rng(3)
+    steps, batch, inputs, hidden = 6, 3, 4, 5
+    w = (0.5 * rng.standard_normal((2, 4 * hidden, inputs))).astype(np.float32)
+    r = (0.5 * rng.standard_normal((2, 4 * hidden, hidden))).astype(np.float32)
+    b = (0.5 * rng.standard_normal((2, 8 * hidden))).astype(np.float32)
+    node = onnx.helper.make_node(
+        "LSTM",
+        ["X", "W", "R", "B", "L", "H0", "C0"],
+        ["Y", "Y_h", "Y_c"],
+        hidden_size=hidden,
+        direction="bidirectional",
+    )
+    graph = onnx.helper.make_graph(
+        [node],
+        "bilstm",
+        [
+            onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [steps, batch, inputs]),
+            onnx.helper.make_tensor_value_info("L", onnx.TensorProto.INT32, [batch]),
+            onnx.helper.make_tensor_value_info("H0", onnx.TensorProto.FLOAT, [2, batch, hidden]),
+            onnx.helper.make_tensor_value_info("C0", onnx.TensorProto.FLOAT, [2, batch, hidden]),
+        ],
+        [onnx.helper.make_empty_tensor_value_info(n) for n in ("Y", "Y_h", "Y_c")],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(r, "R"), numpy_helper.from_array(b, "B")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+    lens = np.array([6, 2, 4], dtype=np.int32)
+    h0, c0 = (rng.standard_normal((2, batch, hidden)).astype(np.float32) for _ in range(2))
+    theirs = sess.run(None, {"X": x, "L": lens, "H0": h0, "C0": c0})
+    ours = reference_lstm(x, w, r, b, h0, c0, lens.astype(np.int64), "bidirectional")
+    for got, want in zip(theirs, ours, strict=True):
+        np.testing.assert_allclose(got, want, atol=FLOAT_TOLERANCE)
