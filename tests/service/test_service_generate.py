@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from gen_helpers import GEN_MODEL, PROMPTS, model_repository, sse_json
+from prometheus_client import REGISTRY
 from svc_helpers import MODELS, assert_error, make_settings
 
 from service.app import create_app
@@ -140,6 +141,9 @@ def test_every_prompt_of_the_shared_list_is_in_the_vocabulary(client: TestClient
 
 def test_the_generation_timeout_applies(repo: Path) -> None:
     settings = make_settings(repo, generation_timeout_seconds=0.05, max_new_tokens=100_000)
+    labels = {"model": GEN_MODEL, "reason": "timeout"}
+    # The counter is process-wide: other tests may have counted timeouts before this one.
+    before = REGISTRY.get_sample_value("seqserve_rejected_requests_total", labels) or 0.0
     with TestClient(create_app(settings)) as slow:
         body = {"prompt": "ROMEO:\n", "max_new_tokens": 100_000}
         assert_error(slow.post("/v1/generate", json=body), 504, error_type="timeout")
@@ -150,7 +154,8 @@ def test_the_generation_timeout_applies(repo: Path) -> None:
         metrics = slow.get("/metrics").text
         # Both timed-out generations left: no slot is held by a stream nobody reads.
         assert f'seqserve_generation_active_streams{{model="{GEN_MODEL}"}} 0.0' in metrics
-        assert f'seqserve_rejected_requests_total{{model="{GEN_MODEL}",reason="timeout"}} 2.0' in metrics
+        after = REGISTRY.get_sample_value("seqserve_rejected_requests_total", labels) or 0.0
+        assert after - before == 2.0
 
 
 def test_generations_that_end_at_their_first_token_leave_the_scheduler(
