@@ -6,7 +6,6 @@ Errors on these routes have the protocol's shape ``{"error": "message"}`` (``ser
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 
 import orjson
@@ -15,13 +14,13 @@ from starlette.responses import Response
 
 from service.config import Settings
 from service.exceptions import (
-    InferenceTimeoutError,
     InvalidInputError,
     ModelUnavailableError,
     NotReadyError,
 )
 from service.http.bodies import read_body
 from service.http.direct_route import DirectRoute
+from service.http.timeouts import within_timeout
 from service.http.v2_openapi import INFER_BODY, V2_ERRORS
 from service.metrics import count_rejection
 from service.runtime import v2_infer
@@ -148,22 +147,17 @@ def _ready(request: Request, name: str, version: str | None) -> Response:
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     settings = _settings(request)
     record = _record(request, name, version)
-    timeout = settings.request_timeout_seconds
     try:
         body = await read_body(request, settings.max_body_bytes)
         header_length = parse_header_length(request.headers.get(HEADER_LENGTH), len(body))
         decoded = decode_request(body, header_length)
-        if decoded.timeout_seconds is not None:
-            timeout = min(timeout, decoded.timeout_seconds)
-        async with asyncio.timeout(timeout):
-            outputs = await v2_infer.infer(record, decoded)
-    except TimeoutError as exc:
-        error = InferenceTimeoutError(f"inference took longer than {timeout} s")
-        count_rejection(name, error)
-        raise error from exc
     except Exception as exc:
         count_rejection(name, exc)
         raise
+    timeout = settings.request_timeout_seconds
+    if decoded.timeout_seconds is not None:
+        timeout = min(timeout, decoded.timeout_seconds)
+    outputs = await within_timeout(v2_infer.infer(record, decoded), timeout, name)
     assert record.version is not None
     content, json_length = encode_response(name, record.version, decoded.id, outputs)
     if json_length is None:
