@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, TypeVar, cast
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -29,7 +28,7 @@ from service.http.schemas_v1 import (
     TensorSpecOut,
 )
 from service.http.timeouts import within_timeout
-from service.runtime import reload_sync
+from service.runtime import repository
 from service.runtime.registry import ModelRecord, ModelRegistry
 from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesInput
 from service.tasks.sentiment import SentimentHandler
@@ -158,18 +157,11 @@ async def get_model(name: str, request: Request) -> ModelInfo:
     summary="Hot reload: verify the newest eligible version and swap it in",
 )
 async def reload_model(name: str, request: Request) -> ReloadResponse:
-    settings = _settings(request)
-    outcome = await _registry(request).reload(name)
+    # The same operation as the V2 repository load: reload here, then on every worker (bounded wait).
+    outcome, acks = await repository.load(_registry(request), _settings(request), name)
     record, previous = outcome.record, outcome.previous
     assert record.version is not None  # a swapped-in record is always a loaded version
-    workers = ReloadWorkers(expected=1, confirmed=1)
-    if settings.reload_dir is not None:
-        # Several workers: pass the reload on and answer once every live worker serves it (bounded).
-        published = await anyio.to_thread.run_sync(
-            reload_sync.publish, settings.reload_dir, name, record.version, record.model_sha256
-        )
-        acks = await reload_sync.wait_for_acks(settings.reload_dir, name, published, settings.workers)
-        workers = ReloadWorkers(expected=acks.expected, confirmed=acks.confirmed)
+    workers = ReloadWorkers(expected=acks.expected, confirmed=acks.confirmed)
     old_version = previous.version if previous is not None and previous.state == "ready" else None
     old_sha = previous.model_sha256 if previous is not None else None
     return ReloadResponse(
