@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from tokenizers import Tokenizer, models, trainers
 
 from training.export import export_onnx, ort_session, parity
 from training.manifest import data_provenance, library_versions, sha256_file, tensor_spec, write_manifest
+from training.models import BiLSTMSentiment
 from training.reports import write_report
 from training.sentiment_train import SentimentConfig, read_tsv, train_sentiment
 from training.text import (
@@ -156,8 +158,39 @@ def padding_check(onnx_path: Path, tok: Tokenizer, texts: list[str], max_tokens:
     return float(np.abs(alone - together).max())
 
 
+class Trainer(Protocol):
+    """Trains the student on tokenised rows; distillation plugs in here (training/distill_pipeline.py)."""
+
+    def __call__(
+        self,
+        tok: Tokenizer,
+        train: tuple[list[str], np.ndarray, list[list[int]]],
+        dev: tuple[list[list[int]], np.ndarray],
+        vocab_size: int,
+        cfg: SentimentConfig,
+        embeddings: np.ndarray | None,
+    ) -> tuple[BiLSTMSentiment, dict[str, object]]: ...
+
+
+def plain_trainer(
+    tok: Tokenizer,
+    train: tuple[list[str], np.ndarray, list[list[int]]],
+    dev: tuple[list[list[int]], np.ndarray],
+    vocab_size: int,
+    cfg: SentimentConfig,
+    embeddings: np.ndarray | None,
+) -> tuple[BiLSTMSentiment, dict[str, object]]:
+    return train_sentiment(train[2], train[1], dev[0], dev[1], vocab_size, cfg, embeddings)
+
+
 def run_sentiment(
-    out: Path, cfg: SentimentConfig, name: str, train_limit: int | None = None
+    out: Path,
+    cfg: SentimentConfig,
+    name: str,
+    train_limit: int | None = None,
+    trainer: Trainer = plain_trainer,
+    description: str = "BiLSTM sentiment classifier (SST-2, binary); returns softmax probabilities.",
+    anchors: list[tuple[str, float]] | None = None,
 ) -> dict[str, object]:
     """``train_limit`` keeps a seeded random subset of the training rows (for quick experiments)."""
     pipeline_start = time.monotonic()
@@ -176,8 +209,8 @@ def run_sentiment(
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     train_rows = encode_rows(tok, train_texts, cfg.max_tokens)
     dev_rows = encode_rows(tok, dev_texts, cfg.max_tokens)
-    model, report = train_sentiment(
-        train_rows, train_labels, dev_rows, dev_labels, len(vocab), cfg, embeddings
+    model, report = trainer(
+        tok, (train_texts, train_labels, train_rows), (dev_rows, dev_labels), len(vocab), cfg, embeddings
     )
 
     torch.save(model.state_dict(), out / "torch_state.pt")
@@ -198,7 +231,7 @@ def run_sentiment(
     par["padding_invariance_max_abs_diff"] = padding_check(onnx_path, tok, test_texts[:64], cfg.max_tokens)
 
     evaluation = evaluate_onnx(out, cfg.max_tokens)
-    evaluation["published_anchors_test_accuracy"] = dict(PUBLISHED_ANCHORS)
+    evaluation["published_anchors_test_accuracy"] = dict(anchors or PUBLISHED_ANCHORS)
     evaluation["evaluated_with"] = "onnxruntime CPU on model.onnx + tokenizer.json (the served artifact)"
     print(format_table(evaluation, f"{name} (this model)"))
     report["pipeline_seconds"] = round(time.monotonic() - pipeline_start, 1)
@@ -206,7 +239,7 @@ def run_sentiment(
         "name": name,
         "version": int(out.name) if out.name.isdigit() else out.name,
         "task": "sentiment",
-        "description": "BiLSTM sentiment classifier (SST-2, binary); returns softmax probabilities.",
+        "description": description,
         "inputs": [tensor_spec("input_ids", "INT64", [-1, -1]), tensor_spec("lengths", "INT64", [-1])],
         "outputs": [tensor_spec(OUTPUT_NAME, "FP32", [-1, len(LABELS)])],
         "parameters": {

@@ -96,6 +96,22 @@ def predict_proba(
     return np.concatenate(out)
 
 
+def _loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher: torch.Tensor | None,
+    idx: np.ndarray,
+    gold_weight: float,
+) -> torch.Tensor:
+    if teacher is None:
+        return F.cross_entropy(logits, labels)
+    distill = F.mse_loss(logits, teacher[idx].to(logits.device))
+    known = labels >= 0
+    # A sum over the labelled rows divided by the batch size: a batch of synthetic rows only adds 0.
+    gold = F.cross_entropy(logits[known], labels[known], reduction="sum") / len(labels)
+    return distill + gold_weight * gold
+
+
 def train_sentiment(
     train_rows: list[list[int]],
     train_labels: np.ndarray,
@@ -104,8 +120,15 @@ def train_sentiment(
     vocab_size: int,
     cfg: SentimentConfig,
     embeddings: np.ndarray | None,
+    teacher_logits: np.ndarray | None = None,
+    gold_weight: float = 1.0,
 ) -> tuple[BiLSTMSentiment, dict[str, object]]:
-    """Train for ``cfg.epochs`` and keep the epoch with the best dev accuracy."""
+    """Train for ``cfg.epochs`` and keep the epoch with the best dev accuracy.
+
+    With ``teacher_logits`` [N, C] this is distillation (Tang et al. 2019): the loss is the MSE between
+    student and teacher logits on every row, plus ``gold_weight`` times the cross-entropy on the rows
+    whose label is known (``train_labels`` < 0 marks a synthetic row that has none).
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = pick_device()
@@ -133,6 +156,7 @@ def train_sentiment(
         pct_start=0.1,
     )
     labels_t = torch.from_numpy(train_labels)
+    teacher_t = None if teacher_logits is None else torch.from_numpy(teacher_logits.astype(np.float32))
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), 0
     history: list[dict[str, float]] = []
     log.info(
@@ -149,7 +173,8 @@ def train_sentiment(
         losses = []
         for idx in bucketed_batches(lengths, cfg.batch_size, rng):
             ids, lens = pad_batch([train_rows[i] for i in idx])
-            loss = F.cross_entropy(model.logits(ids.to(device), lens.to(device)), labels_t[idx].to(device))
+            logits = model.logits(ids.to(device), lens.to(device))
+            loss = _loss(logits, labels_t[idx].to(device), teacher_t, idx, gold_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
