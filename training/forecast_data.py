@@ -30,9 +30,18 @@ def last_contexts(series: list[np.ndarray], length: int) -> list[np.ndarray]:
 
 
 def sample_windows(
-    series: list[np.ndarray], spec: WindowSpec, per_series: int, rng: np.random.Generator
+    series: list[np.ndarray],
+    spec: WindowSpec,
+    per_series: int,
+    rng: np.random.Generator,
+    recent_fraction: float = 0.0,
+    recent_span: int = 168,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``per_series`` (context, target) pairs from every series, uniformly over time.
+
+    With ``recent_fraction`` > 0 that share of the windows instead ends within the last
+    ``recent_span`` possible positions: the recent regime is what the next 48 hours continue
+    (ES-RNN and N-BEATS both weighted it). At 0 the draws are exactly the uniform ones.
 
     Every series gets the same number of windows, so long series do not dominate the loss.
     Contexts are cut at full ``context_length``; the loop crops them to shorter lengths so
@@ -43,7 +52,12 @@ def sample_windows(
     for s in series:
         if len(s) < total:
             continue  # too short to give a full window; counted by the caller
-        ends = rng.integers(spec.context_length, len(s) - spec.horizon + 1, size=per_series)
+        last = len(s) - spec.horizon + 1
+        ends = rng.integers(spec.context_length, last, size=per_series)
+        if recent_fraction > 0:
+            recent = rng.random(per_series) < recent_fraction
+            low = max(spec.context_length, last - recent_span)
+            ends = np.where(recent, rng.integers(low, last, size=per_series), ends)
         for e in ends:
             contexts.append(s[e - spec.context_length : e])
             targets.append(s[e : e + spec.horizon])

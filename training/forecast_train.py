@@ -37,6 +37,14 @@ class ForecastConfig:
     ema_decay: float | None = None
     # Both off for the committed v1; available for experiments (see README, Training).
     refit: bool = False
+    # Ensemble-member options (training/ensemble_pipeline.py); the defaults are v1's recipe.
+    # loss: "pinball", or pinball plus point_loss_weight x an sMAPE or MASE term on the median.
+    loss: str = "pinball"
+    point_loss_weight: float = 0.25
+    recent_fraction: float = 0.0
+    recent_span: int = 168
+    # "onecycle" (v1) or "step": short warm-up, then x0.3 at 60% and again at 85% of the steps.
+    lr_schedule: str = "onecycle"
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -62,6 +70,38 @@ def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: torch.Tens
     """Mean quantile (pinball) loss; pred [B, H, Q], target [B, H]."""
     diff = target.unsqueeze(-1) - pred
     return torch.maximum(quantiles * diff, (quantiles - 1.0) * diff).mean()
+
+
+def point_loss(
+    kind: str, median: torch.Tensor, target: torch.Tensor, x: torch.Tensor, m: int
+) -> torch.Tensor:
+    """The extra term on the scaled median: sMAPE, or MAE over the context's seasonal-naive MAE (MASE)."""
+    err = (target - median).abs()
+    if kind == "smape":
+        return (2.0 * err / (target.abs() + median.abs()).clamp_min(1e-3)).mean()
+    if kind == "mase":
+        scale = (x[:, m:] - x[:, :-m]).abs().mean(dim=1, keepdim=True).clamp_min(1e-3)
+        return (err / scale).mean()
+    raise ValueError(f"unknown point loss {kind!r}")
+
+
+def _schedule(
+    cfg: ForecastConfig, opt: torch.optim.Optimizer, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.learning_rate, total_steps=total, pct_start=0.1
+        )
+    if cfg.lr_schedule != "step":
+        raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}")
+    warmup = max(1, total // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 1.0 if step < 0.6 * total else 0.3 if step < 0.85 * total else 0.09
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _holdout_score(
@@ -101,9 +141,7 @@ def _new_phase(cfg: ForecastConfig, n_series: int, device: torch.device) -> _Pha
     steps = int(np.ceil(n_series * cfg.windows_per_series / cfg.batch_size))
     # The schedule always spans cfg.epochs, so a refit stopped at the best epoch retraces
     # exactly the learning-rate path that the holdout phase validated.
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.learning_rate, total_steps=cfg.epochs * steps, pct_start=0.1
-    )
+    sched = _schedule(cfg, opt, cfg.epochs * steps)
     # An exponential moving average of the weights is what gets validated and shipped: single
     # SGD iterates swing by several percent of holdout score from epoch to epoch on 414 series.
     ema = (
@@ -124,7 +162,8 @@ def _train_epoch(
     q = torch.tensor(cfg.quantiles, device=device)
     spec = WindowSpec(cfg.context_length, cfg.min_context_length, cfg.horizon)
     phase.model.train()
-    ctx, tgt = sample_windows(series, spec, cfg.windows_per_series, rng)
+    ctx, tgt = sample_windows(series, spec, cfg.windows_per_series, rng, cfg.recent_fraction, cfg.recent_span)
+    extra = cfg.loss.removeprefix("pinball").removeprefix("+")
     order = rng.permutation(len(ctx))
     losses = []
     for b in range(phase.steps_per_epoch):
@@ -134,7 +173,14 @@ def _train_epoch(
         x = torch.from_numpy(ctx[idx, -length:]).to(device)
         y = torch.from_numpy(tgt[idx]).to(device)
         pred, scale = phase.model.scaled_forward(x)
-        loss = pinball_loss(pred, y / scale.squeeze(-1), q)
+        y_scaled = y / scale.squeeze(-1)
+        loss = pinball_loss(pred, y_scaled, q)
+        if extra:
+            median = pred[:, :, phase.model.median_index]
+            x_scaled = x / scale.squeeze(-1)
+            loss = loss + cfg.point_loss_weight * point_loss(
+                extra, median, y_scaled, x_scaled, cfg.season_length
+            )
         phase.opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(phase.model.parameters(), 1.0)

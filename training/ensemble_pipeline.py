@@ -1,0 +1,220 @@
+"""``python -m training forecast-ensemble``: train diverse LSTMs, combine on the holdout, export one graph.
+
+Every choice (each member's best epoch, the combiner, the interval width) is made on the
+validation holdout: the last ``horizon`` points of each training series. The test set is
+scored once, for the final report, by the same ``evaluate_forecaster`` that scores v1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.baselines import evaluate_baselines
+from training.ensemble_model import ForecastEnsemble
+from training.export import export_onnx, parity
+from training.forecast_data import split_holdout
+from training.forecast_eval import evaluate_forecaster, format_table
+from training.forecast_pipeline import REPO_ROOT, load_dataset, parity_cases
+from training.forecast_train import ForecastConfig, train_forecaster
+from training.m4_metrics import owa, score_forecasts
+from training.manifest import data_provenance, library_versions, tensor_spec, write_manifest
+from training.models import LSTMForecaster
+from training.reports import write_report
+
+log = logging.getLogger(__name__)
+
+# Diversity by seed, context length, loss, window sampling and schedule; sized by a pilot so
+# the whole ensemble trains within an hour on one CPU core (docs/training.md).
+MEMBER_EPOCHS = 14
+MEMBERS: tuple[dict[str, object], ...] = (
+    {"seed": 11, "context_length": 168, "loss": "pinball", "recent_fraction": 0.75},
+    {"seed": 12, "context_length": 240, "loss": "pinball+smape", "recent_fraction": 0.75},
+    {"seed": 13, "context_length": 336, "loss": "pinball", "recent_fraction": 0.5},
+    {"seed": 14, "context_length": 168, "loss": "pinball+mase", "recent_fraction": 0.75},
+    {"seed": 15, "context_length": 240, "loss": "pinball", "recent_fraction": 0.5},
+    {"seed": 16, "context_length": 336, "loss": "pinball+smape", "recent_fraction": 0.75},
+    {"seed": 17, "context_length": 168, "loss": "pinball+smape", "recent_fraction": 0.5},
+)
+COMBINERS = ("median", "trim1", "trim2", "mean")
+INTERVAL_SCALES = tuple(round(0.6 + 0.02 * i, 2) for i in range(51))  # 0.60 .. 1.60
+TARGET_COVERAGE = 0.80
+
+
+@dataclass(frozen=True)
+class EnsembleOptions:
+    epochs: int = MEMBER_EPOCHS
+    members: int = len(MEMBERS)
+    threads: int = 1
+    hidden_size: int = 32
+    # Pilots: stop after the holdout selection, before the test set is ever scored.
+    holdout_only: bool = False
+
+
+def member_configs(opts: EnsembleOptions) -> list[ForecastConfig]:
+    base = ForecastConfig(
+        hidden_size=opts.hidden_size,
+        epochs=opts.epochs,
+        windows_per_series=24,
+        lr_schedule="step",
+        ema_decay=0.99,
+        patience=opts.epochs,
+    )
+    return [replace(base, **spec) for spec in MEMBERS[: opts.members]]  # type: ignore[arg-type]
+
+
+def predict(model: torch.nn.Module, contexts: list[np.ndarray], batch: int = 512) -> np.ndarray:
+    """Torch forecasts of every context ([N, H, Q]), grouped by length so each batch is rectangular."""
+    out: list[np.ndarray | None] = [None] * len(contexts)
+    by_length: dict[int, list[int]] = {}
+    for i, c in enumerate(contexts):
+        by_length.setdefault(len(c), []).append(i)
+    with torch.no_grad():
+        for idx in by_length.values():
+            for start in range(0, len(idx), batch):
+                chunk = idx[start : start + batch]
+                x = torch.from_numpy(np.stack([contexts[i] for i in chunk]).astype(np.float32))
+                for row, i in zip(model(x).numpy(), chunk, strict=True):
+                    out[i] = row
+    return np.stack([r for r in out if r is not None]).astype(np.float64)
+
+
+class HoldoutScorer:
+    """OWA and 10-90% coverage on the validation holdout, with Naive2 fitted on the shortened series."""
+
+    def __init__(self, fit: list[np.ndarray], holdout: np.ndarray, quantiles: list[float], m: int) -> None:
+        self.fit, self.holdout, self.quantiles, self.m = fit, holdout, quantiles, m
+        self.naive2 = evaluate_baselines(fit, holdout, holdout.shape[1], m)["naive2"]
+
+    def score(self, pred: np.ndarray) -> dict[str, float]:
+        median = pred[:, :, self.quantiles.index(0.5)]
+        s = score_forecasts(self.fit, self.holdout, median, self.m)
+        lo, hi = pred[:, :, self.quantiles.index(0.1)], pred[:, :, self.quantiles.index(0.9)]
+        inside = (self.holdout >= lo) & (self.holdout <= hi)
+        return {
+            "smape": round(s["smape"], 4),
+            "mase": round(s["mase"], 4),
+            "owa": round(owa(s["smape"], s["mase"], self.naive2["smape"], self.naive2["mase"]), 4),
+            "coverage_0.1_0.9": round(float(inside.mean()), 4),
+        }
+
+
+def choose_combination(
+    members: list[LSTMForecaster], lengths: list[int], contexts: list[np.ndarray], scorer: HoldoutScorer
+) -> tuple[ForecastEnsemble, dict[str, object]]:
+    """The combiner with the lowest holdout OWA, then the interval scale closest to 80% holdout coverage."""
+    by_combiner = {}
+    for name in COMBINERS:
+        try:
+            candidate = ForecastEnsemble(members, lengths, name)
+        except ValueError:
+            continue  # e.g. trim2 with fewer than five members
+        by_combiner[name] = scorer.score(predict(candidate, contexts))
+        log.info("holdout %-6s %s", name, by_combiner[name])
+    combiner = min(by_combiner, key=lambda n: (by_combiner[n]["owa"], COMBINERS.index(n)))
+    base = predict(ForecastEnsemble(members, lengths, combiner), contexts)
+    mid = scorer.quantiles.index(0.5)
+    coverage = {}
+    for s in INTERVAL_SCALES:
+        scaled = base[:, :, mid : mid + 1] + s * (base - base[:, :, mid : mid + 1])
+        coverage[s] = scorer.score(scaled)["coverage_0.1_0.9"]
+    scale = min(INTERVAL_SCALES, key=lambda s: (abs(coverage[s] - TARGET_COVERAGE), abs(s - 1.0)))
+    ensemble = ForecastEnsemble(members, lengths, combiner, scale)
+    chosen = scorer.score(predict(ensemble, contexts))
+    log.info("chose %s with interval scale %.2f: holdout %s", combiner, scale, chosen)
+    return ensemble, {
+        "combiners": by_combiner,
+        "combiner": combiner,
+        "interval_scale": scale,
+        "interval_scale_rule": f"holdout 0.1-0.9 coverage closest to {TARGET_COVERAGE}",
+        "ensemble": chosen,
+    }
+
+
+def run_ensemble(
+    out: Path, train_csv: Path, test_csv: Path, name: str, opts: EnsembleOptions
+) -> dict[str, object]:
+    start = time.monotonic()
+    torch.set_num_threads(opts.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    _, train, test = load_dataset(train_csv, test_csv, "m4", 48)
+    cfgs = member_configs(opts)
+    fit, holdout = split_holdout(train, cfgs[0].horizon)
+    scorer = HoldoutScorer(fit, holdout, list(cfgs[0].quantiles), cfgs[0].season_length)
+    longest = max(c.context_length for c in cfgs)
+    holdout_contexts = [s[-longest:] for s in fit]
+    members, reports = [], []
+    for i, cfg in enumerate(cfgs, 1):
+        log.info("member %d/%d: %s", i, len(cfgs), MEMBERS[i - 1])
+        model, report = train_forecaster(train, cfg)
+        member_scores = scorer.score(predict(model, [c[-cfg.context_length :] for c in holdout_contexts]))
+        log.info("member %d holdout %s (%.0fs so far)", i, member_scores, time.monotonic() - start)
+        members.append(model)
+        reports.append({"spec": MEMBERS[i - 1], **report, "holdout": member_scores})
+    lengths = [c.context_length for c in cfgs]
+    ensemble, selection = choose_combination(members, lengths, holdout_contexts, scorer)
+    train_seconds = time.monotonic() - start
+    if opts.holdout_only:
+        log.info("holdout only: %d members in %.0fs, test set not scored", len(members), train_seconds)
+        return {"members": [{k: v for k, v in r.items() if k != "history"} for r in reports], **selection}
+
+    torch.save(ensemble.state_dict(), out / "torch_state.pt")
+    onnx_path = out / "model.onnx"
+    example = torch.from_numpy(np.stack([s[-longest:] for s in train[:2]]).astype(np.float32))
+    dyn = {"values": {0: "batch", 1: "time"}, "quantiles": {0: "batch"}}
+    export_onnx(ensemble, (example,), onnx_path, ["values"], ["quantiles"], dyn)
+    shape = replace(cfgs[0], context_length=longest, min_context_length=ensemble.min_context_length)
+    par = parity(ensemble, onnx_path, parity_cases([s[-longest:] for s in train], shape))
+    log.info(
+        "parity torch vs onnxruntime: max abs %.3g, max rel %.3g", par["max_abs_diff"], par["max_rel_diff"]
+    )
+
+    # The one and only look at the test set: the configuration chosen above, scored once.
+    evaluation = evaluate_forecaster(
+        onnx_path, train, test, list(shape.quantiles), longest, shape.season_length
+    )
+    print(format_table(evaluation, f"{name} (this model)"))
+    manifest: dict[str, object] = {
+        "name": name,
+        "version": int(out.name) if out.name.isdigit() else out.name,
+        "task": "forecast",
+        "description": (
+            f"{len(members)} global LSTM quantile forecasters (context {sorted(set(lengths))}), combined "
+            f"per quantile by the {selection['combiner']} inside the graph; raw values in, raw units out."
+        ),
+        "inputs": [tensor_spec("values", "FP32", [-1, -1])],
+        "outputs": [tensor_spec("quantiles", "FP32", [-1, shape.horizon, len(shape.quantiles)])],
+        "parameters": {
+            "horizon": shape.horizon,
+            "context_length": longest,
+            "min_context_length": shape.min_context_length,
+            "quantiles": list(shape.quantiles),
+            "season_length": shape.season_length,
+        },
+        "training": {
+            "data": data_provenance([train_csv, test_csv], REPO_ROOT),
+            "data_format": "m4",
+            "command": f"python -m training forecast-ensemble --out {out} --epochs {opts.epochs} "
+            f"--members {opts.members} --threads {opts.threads} --hidden-size {opts.hidden_size}",
+            "member_config": {k: v for k, v in cfgs[0].to_dict().items() if k not in ("extra", "seed")},
+            "members": reports,
+            "selection": selection,
+            "configurations_scored_on_test": 1,
+            "threads": opts.threads,
+            "train_seconds": round(train_seconds, 1),
+            "libraries": library_versions(),
+            # The report's learning curves: the first member's (each member's are under "members").
+            "history": reports[0]["history"],
+        },
+        "evaluation": evaluation,
+        "parity": par,
+    }
+    write_manifest(out, manifest)
+    write_report(out)
+    log.info("wrote %s in %.0fs", out, time.monotonic() - start)
+    return manifest
