@@ -167,11 +167,15 @@ class DistillTrainer:
         return model, report
 
 
-def run_distill(out: Path, cfg: DistillConfig, name: str, cache: Path = DEFAULT_CACHE) -> dict[str, object]:
+def run_distill(
+    out: Path, cfg: DistillConfig, name: str, cache: Path = DEFAULT_CACHE, train_limit: int | None = None
+) -> dict[str, object]:
+    """``train_limit``: a seeded subset of the training sentences, for quick experiments only."""
     return run_sentiment(
         out,
         cfg.student,
         name,
+        train_limit,
         trainer=DistillTrainer(cfg, cache),
         description=(
             "BiLSTM sentiment classifier (SST-2, binary) distilled from a fine-tuned all-MiniLM-L6-v2 "
