@@ -12,6 +12,10 @@ from service.config_forms import parse_list, parse_mapping
 from service.runtime.versions import VersionPolicy
 
 MIB = 1024 * 1024
+# What a /v1 request without "model" gets, per task, when the repository holds these models: the
+# fastest forecaster (the ensemble costs several times more per row), and the distilled sentiment model
+# (same architecture and cost as sst2-bilstm, higher accuracy). README, "What it serves", says why.
+BUILTIN_DEFAULT_MODELS = {"forecast": "m4-hourly", "sentiment": "sst2-distilled"}
 
 
 class Settings(BaseSettings):
@@ -161,6 +165,15 @@ class Settings(BaseSettings):
             "default: highest version folder."
         ),
     )
+    default_models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(BUILTIN_DEFAULT_MODELS),
+        description=(
+            "Which model a /v1 request without a model field gets, per task, as JSON "
+            '{"sentiment": "sst2-distilled"} or sentiment=sst2-distilled,forecast=m4-hourly. A task not '
+            "named here gets its first model by name. The built-in choice is skipped when the repository "
+            "lacks that model; a model named here explicitly must exist (requests get 503 naming it)."
+        ),
+    )
     version_policy: str = Field(
         default="default",
         description=(
@@ -254,7 +267,7 @@ class Settings(BaseSettings):
     def _list_from_text(cls, value: object) -> object:
         return parse_list(value) if isinstance(value, str) else value
 
-    @field_validator("model_versions", mode="before")
+    @field_validator("model_versions", "default_models", mode="before")
     @classmethod
     def _mapping_from_text(cls, value: object) -> object:
         return parse_mapping(value) if isinstance(value, str) else value

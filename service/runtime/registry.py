@@ -250,11 +250,21 @@ class ModelRegistry:
         return record
 
     def default_for(self, task: str) -> ModelRecord | None:
-        # First by name among models whose manifest says this task; stable even if that model failed.
+        """The model a request without a name gets: the one ``default_models`` names for the task, else
+        the first by name among models whose manifest says this task (stable even if it failed)."""
+        models = self._snapshot.models
+        chosen = self._settings.default_models.get(task)
+        if chosen is not None:
+            record = models.get(chosen)
+            if record is not None and record.task == task and record.state != "unloaded":
+                return record
+            if "default_models" in self._settings.model_fields_set:
+                # Named by the operator: serving another model instead would surprise them.
+                raise ModelUnavailableError(
+                    f"default {task} model {chosen!r} (SEQSERVE_DEFAULT_MODELS) is not available"
+                )
         # An unloaded model was taken out on purpose, so the next one by name serves instead.
-        return next(
-            (r for r in self._snapshot.models.values() if r.task == task and r.state != "unloaded"), None
-        )
+        return next((r for r in models.values() if r.task == task and r.state != "unloaded"), None)
 
     def loaded_versions(self, name: str) -> list[int]:
         versions = self._snapshot.versions.get(name, {})
