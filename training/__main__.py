@@ -10,6 +10,7 @@ from pathlib import Path
 from training import (
     batch_profile,
     classify_pipeline,
+    ensemble_pipeline,
     profiles,
     quantize,
     sentiment_pipeline,
@@ -32,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     fc.add_argument("--epochs", type=int, default=None)
     fc.add_argument("--seed", type=int, default=None)
+
+    fe = sub.add_parser("forecast-ensemble", help="train diverse LSTM forecasters, export them as one graph")
+    fe.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    fe.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
+    fe.add_argument("--epochs", type=int, default=ensemble_pipeline.MEMBER_EPOCHS, help="per member")
+    fe.add_argument("--members", type=int, default=len(ensemble_pipeline.MEMBERS), help="first N of MEMBERS")
+    fe.add_argument("--threads", type=int, default=1, help="torch threads")
+    fe.add_argument("--hidden-size", type=int, default=ensemble_pipeline.EnsembleOptions.hidden_size)
+    fe.add_argument("--holdout-only", action="store_true", help="pilot: stop before export and the test set")
 
     ev = sub.add_parser("evaluate-forecast", help="re-score a committed forecaster on its test set")
     ev.add_argument("version_dir", type=Path)
@@ -121,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         run_forecast(
             args.out, args.train_csv, test_csv, args.format, config_from_args(args.epochs, args.seed), name
         )
+    elif args.command == "forecast-ensemble":
+        opts = ensemble_pipeline.EnsembleOptions(
+            args.epochs, args.members, args.threads, args.hidden_size, args.holdout_only
+        )
+        name = args.name or args.out.resolve().parent.name
+        ensemble_pipeline.run_ensemble(args.out, M4_TRAIN, M4_TEST, name, opts)
+        if args.holdout_only:
+            return 0
     elif args.command == "evaluate-forecast":
         reevaluate(args.version_dir, args.train_csv, test_csv, args.format)
     elif args.command == "sentiment":
@@ -156,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_profile.profile_version(args.version_dir, args.seconds)
     elif args.command == "profile-data":
         profiles.profile_version(args.version_dir)
-    if args.command in ("forecast", "sentiment", "quantize"):
+    if args.command in ("forecast", "forecast-ensemble", "sentiment", "quantize"):
         # Every new version leaves with its serving hint (training/batch_profile.py).
         batch_profile.profile_version(args.out)
         # ...and with the reference its drift monitoring compares traffic to (training/profiles.py).
