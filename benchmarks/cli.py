@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ceiling-threads", type=int, default=2, help="ORT intra-op threads in process")
     p.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="model repository")
     p.add_argument("--forecaster", default="m4-hourly")
+    # The accuracy/speed choice (README, Models): the ensemble at 64 connections and at --multi-series.
+    p.add_argument("--ensemble", default="m4-hourly-ensemble", help="also load this forecaster ('' = skip)")
     p.add_argument("--sentiment-model", default="sst2-bilstm", help="for its own layout ceiling")
     p.add_argument("--sentiment-version", default="1", help="the version the service serves by default")
     p.add_argument("--fp32-version", default="1")
@@ -335,6 +337,8 @@ def run_service(
                 n,
                 args.duration,
             )
+            if "ensemble_single" in files:
+                run_ensemble_phases(args, server, results, files)
             ok, answer = _check(server, SENTIMENT_PATH, files["sentiment"], 1, "results")
             for c in args.sentiment_connections:
                 key, label = f"sentiment_c{c}", f"sentiment 1 review/req, batching {tag}"
@@ -350,6 +354,21 @@ def run_service(
         results["phases"][f"{tag}_error"] = {"label": f"service, batching {tag}", "error": str(exc)[-1500:]}
     finally:
         server.stop()
+
+
+def run_ensemble_phases(
+    args: argparse.Namespace, server: Server, results: dict[str, Any], files: dict[str, Path]
+) -> None:
+    """The ensemble beside the default forecaster, on the same server: 1 series at 64 connections, and
+    --multi-series per request at --multi-connections. Its phases carry ``model`` so the report does not
+    divide them by the default forecaster's ceiling."""
+    n, name = args.multi_series, args.ensemble
+    for key, label, body, conns, rows in (
+        ("ens_c64", f"{name}: 1 series/req", files["ensemble_single"], 64, 1),
+        ("ens_multi", f"{name}: {n} series/req", files["ensemble_multi"], args.multi_connections, n),
+    ):
+        load_phase(server, results, key, label, FORECAST_PATH, body, conns, rows, args.duration)
+        results["phases"][key]["model"] = name
 
 
 def run_v2_binary(args: argparse.Namespace, server: Server, results: dict[str, Any], bodies: Path) -> None:
@@ -451,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
                 work / "v2_single.bin", payloads.v2_binary_records(args.context_length, 1, BODY_VARIANTS)
             ),
         }
+        if args.ensemble and (args.models / args.ensemble).is_dir():
+            for key, n in (("ensemble_single", 1), ("ensemble_multi", args.multi_series)):
+                bodies = payloads.forecast_bodies(args.context_length, n, BODY_VARIANTS, args.ensemble)
+                files[key] = payloads.write_lines(work / f"{key}.jsonl", bodies)
         if "ceiling" not in args.skip:
             run_ceiling(args, results)
         if "on" not in args.skip:
@@ -481,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
             "on @64/layout ceiling": _div(rows.get("on_c64"), layout_rows),
             "32 series/layout ceiling": _div(rows.get("on_multi"), layout_rows),
             "v2 binary/v1 json @64": _div(rows.get("v2bin_c64"), rows.get("on_c64")),
+            "ensemble/default @64": _div(rows.get("ens_c64"), rows.get("on_c64")),
+            "ensemble/default 32 series": _div(rows.get("ens_multi"), rows.get("on_multi")),
             **{
                 f"on/pytriton @{c}": _div(rows.get(f"on_c{c}"), rows.get(f"pytriton_c{c}"))
                 for c in args.connections

@@ -30,13 +30,18 @@ def load_m4_series(length: int, path: Path = M4_TRAIN) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-def forecast_bodies(length: int, series_per_request: int, count: int) -> list[str]:
-    """``count`` JSON bodies, each with ``series_per_request`` different real series of ``length`` values."""
+def forecast_bodies(length: int, series_per_request: int, count: int, model: str | None = None) -> list[str]:
+    """``count`` JSON bodies, each with ``series_per_request`` different real series of ``length`` values.
+
+    ``model`` names the forecaster in every body; without it the service's default answers.
+    """
     series = [(sid, v[-length:]) for sid, v in load_m4_rows() if len(v) >= length]
     bodies = []
     for i in range(count):
         chosen = [series[(i * series_per_request + j) % len(series)] for j in range(series_per_request)]
-        body = {"series": [{"id": sid, "values": values} for sid, values in chosen]}
+        body: dict[str, object] = {"series": [{"id": sid, "values": values} for sid, values in chosen]}
+        if model is not None:
+            body["model"] = model
         bodies.append(json.dumps(body, separators=(",", ":")))
     return bodies
 

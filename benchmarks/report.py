@@ -233,7 +233,7 @@ def table(results: dict[str, Any]) -> str:
             )
             continue
         lat = phase["latency_ms"]
-        forecast = phase["path"] == "/v1/forecast"
+        forecast = phase["path"] == "/v1/forecast" and "model" not in phase  # ceilings are the default's
         frac = _ratio(phase["rows_per_s"], ceiling) if forecast else None
         own = _ratio(phase["rows_per_s"], own_ceiling.get(phase.get("server", ""))) if forecast else None
         srv = phase["server_cpu_cores"]
