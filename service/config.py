@@ -86,6 +86,16 @@ class Settings(BaseSettings):
             "streams legitimately take tens of seconds."
         ),
     )
+    generation_lanes: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description=(
+            "Continuous batches per generation model and worker, each with its own scheduler thread; a new "
+            "stream joins the lane with the fewest. Session runs release the GIL, so with one ORT thread "
+            "two lanes can keep two cores busy where one lane alternates between its graph and its Python."
+        ),
+    )
     generation_scheduling: Literal["continuous", "static", "sequential"] = Field(
         default="continuous",
         description=(

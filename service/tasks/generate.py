@@ -83,16 +83,23 @@ class GenerateHandler:
             hidden_size=params.hidden_size,
         )
         self._metrics = metrics.GenerationMetrics(manifest.name)
-        self._scheduler = ContinuousScheduler(
-            runner,
-            self._graph,
-            _pick_tokens,
-            settings.prefill_chunk_tokens,
-            self._metrics,
-            f"{manifest.name}/{manifest.version}",
-            settings.generation_scheduling,
-        )
-        runner.add_close_hook(self._scheduler.close)
+        lanes = settings.generation_lanes
+        self._lanes = [
+            ContinuousScheduler(
+                runner,
+                self._graph,
+                _pick_tokens,
+                settings.prefill_chunk_tokens,
+                self._metrics,
+                f"{manifest.name}/{manifest.version}" + (f"#{lane}" if lanes > 1 else ""),
+                settings.generation_scheduling,
+            )
+            for lane in range(lanes)
+        ]
+        self._lane_streams = [0] * lanes
+        self._lane_of: dict[GenerationStream, int] = {}
+        for scheduler in self._lanes:
+            runner.add_close_hook(scheduler.close)
         self._max_prompt_chars = settings.max_prompt_chars
         self._max_new_tokens = settings.max_new_tokens
         self._max_streams = settings.max_streams_per_model
@@ -181,7 +188,10 @@ class GenerateHandler:
         self._active.add(stream)
         self._metrics.active_streams.inc()
         self._runner.count_in_flight(1)
-        self._scheduler.submit(stream)
+        lane = min(range(len(self._lanes)), key=self._lane_streams.__getitem__)
+        self._lane_of[stream] = lane
+        self._lane_streams[lane] += 1
+        self._lanes[lane].submit(stream)
         return stream
 
     # --- TensorTask: the raw graph over V2 (one step, state in and out), with its inputs checked ---
@@ -240,6 +250,7 @@ class GenerateHandler:
     def _release(self, stream: GenerationStream) -> None:
         if stream in self._active:
             self._active.discard(stream)
+            self._lane_streams[self._lane_of.pop(stream)] -= 1
             self._metrics.active_streams.dec()
             self._runner.count_in_flight(-1)
 

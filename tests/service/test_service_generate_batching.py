@@ -8,6 +8,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -112,6 +113,23 @@ def test_texts_are_identical_alone_and_beside_63_other_streams(base: str) -> Non
     large = steps(after, "count") - steps(before, "count")
     large -= steps(after, "bucket", f'le="32.0",{LABEL}') - steps(before, "bucket", f'le="32.0",{LABEL}')
     assert large >= 10, large
+
+
+def test_two_lanes_split_the_streams_and_change_no_text(tmp_path: Path) -> None:
+    """SEQSERVE_GENERATION_LANES=2: two continuous batches of one model, each on its own thread."""
+    requests = _requests()
+    repo = model_repository(tmp_path, GEN_MODEL)
+    settings = {"max_streams_per_model": str(MAX_STREAMS), "generation_lanes": "2"}
+    with running_server(repo, tmp_path / "server.log", **settings) as url:
+        alone = _alone(url, requests)
+        together = asyncio.run(_together(url, requests))
+        after = httpx.get(f"{url}/metrics").text
+    assert together == alone
+    name = "seqserve_generation_streams_per_step"
+    count = metric_value(after, f"{name}_count", LABEL)
+    # New streams join the emptier lane, so no step ran more than half of the 64; many ran over 16.
+    assert metric_value(after, f"{name}_bucket", f'le="32.0",{LABEL}') == count
+    assert count - metric_value(after, f"{name}_bucket", f'le="16.0",{LABEL}') >= 10
 
 
 def _open_stream(base: str, body: dict[str, Any]) -> socket.socket:
