@@ -235,7 +235,7 @@ def run_ensemble(
             "threads": opts.threads,
             "train_seconds": round(train_seconds, 1),
             "libraries": library_versions(),
-            # The report's learning curves: the first member's (each member's are under "members").
+            # For readers of a single history (v1 layout): the first member's; the report plots every member.
             "history": reports[0]["history"],
         },
         "evaluation": evaluation,

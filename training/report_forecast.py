@@ -38,6 +38,27 @@ def _learning_curves(section: Section, history: list[dict[str, float]]) -> None:
     )
 
 
+def _member_curves(section: Section, members: list[dict[str, Any]]) -> None:
+    """An ensemble's learning curves: one line per member, labelled by context length and loss."""
+    fig = new_figure()
+    left = fig.add_subplot(1, 2, 1)
+    right = fig.add_subplot(1, 2, 2)
+    for i, member in enumerate(members, 1):
+        history, spec = member["history"], member["spec"]
+        epochs = [h["epoch"] for h in history]
+        label = f"member {i}: {spec['context_length']}h, {spec['loss']}"
+        left.plot(epochs, [h["train_pinball"] for h in history], label=label)
+        right.plot(epochs, [h["holdout_rel_snaive"] for h in history])
+    left.set(title="training loss", xlabel="epoch", ylabel="mean pinball loss (scaled)")
+    left.legend(fontsize=7)
+    right.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="seasonal naive")
+    right.set(title="hold-out error per member", xlabel="epoch", ylabel="MAE relative to seasonal naive")
+    right.legend()
+    section.figure(
+        "learning_curves", fig, "Learning curves of every member: training pinball loss and hold-out error"
+    )
+
+
 def _fan_charts(section: Section, ids: list[str], train: list[np.ndarray], test: np.ndarray,
                 pred: np.ndarray, quantiles: list[float]) -> None:  # fmt: skip
     horizon = test.shape[1]
@@ -145,7 +166,10 @@ def forecast_report(section: Section, manifest: dict[str, Any]) -> None:
     )
     _owa_bars(section, evaluation)
     section.text("## Learning curves", "")
-    _learning_curves(section, manifest["training"].get("history", []))
+    if manifest["training"].get("members"):
+        _member_curves(section, manifest["training"]["members"])
+    else:
+        _learning_curves(section, manifest["training"].get("history", []))
     section.text("## Forecasts against the truth", "")
     _fan_charts(section, ids, train, test, pred.astype(np.float64), quantiles)
     section.text("## Calibration of the intervals", "")
