@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Diversity by seed, context length, loss and window sampling. Sized by pilots (hidden 32
 # trains about 5x faster than v1's 64 on one core: 10-25 s per epoch beside another job) so
 # the whole ensemble trains within an hour on one CPU core (docs/training.md).
-MEMBER_EPOCHS = 30
+MEMBER_EPOCHS = 40
 MEMBERS: tuple[dict[str, object], ...] = (
     {"seed": 11, "context_length": 168, "loss": "pinball", "recent_fraction": 0.75},
     {"seed": 12, "context_length": 240, "loss": "pinball+smape", "recent_fraction": 0.75},
@@ -48,6 +48,8 @@ COMBINERS = ("median", "trim1", "trim2", "mean")
 EARLIER_TEST_LOOKS = (
     {"pilot": "3 members (168/240/336), hidden 64, 1 epoch each", "test_owa": 0.632},
     {"pilot": "1 member (168), hidden 32, 8 epochs", "test_owa": 0.581},
+    # Not scored on test: a 30-epoch run of this recipe, stopped after member 1 (holdout OWA 0.530)
+    # because it ran well inside the hour; hence 40 epochs.
 )
 INTERVAL_SCALES = tuple(round(0.6 + 0.02 * i, 2) for i in range(51))  # 0.60 .. 1.60
 TARGET_COVERAGE = 0.80
