@@ -53,6 +53,16 @@ EARLIER_TEST_LOOKS = (
 )
 INTERVAL_SCALES = tuple(round(0.6 + 0.02 * i, 2) for i in range(51))  # 0.60 .. 1.60
 TARGET_COVERAGE = 0.80
+COMBINER_WORDS = {
+    "median": "the median",
+    "mean": "the mean",
+    "trim1": "a trimmed mean (highest and lowest member dropped)",
+    "trim2": "a trimmed mean (two highest and two lowest dropped)",
+}
+HARDWARE_NOTE = (
+    "torch on 1 thread of a 2-core VM while another training job used the other core; "
+    "train_seconds is the wall time of training all members and choosing the combination"
+)
 
 
 @dataclass(frozen=True)
@@ -212,7 +222,8 @@ def run_ensemble(
         "task": "forecast",
         "description": (
             f"{len(members)} global LSTM quantile forecasters (context {sorted(set(lengths))}), combined "
-            f"per quantile by the {selection['combiner']} inside the graph; raw values in, raw units out."
+            f"per quantile by {COMBINER_WORDS[str(selection['combiner'])]} inside the graph; "
+            "raw values in, raw units out."
         ),
         "inputs": [tensor_spec("values", "FP32", [-1, -1])],
         "outputs": [tensor_spec("quantiles", "FP32", [-1, shape.horizon, len(shape.quantiles)])],
@@ -235,6 +246,7 @@ def run_ensemble(
             "configurations_scored_on_test": len(EARLIER_TEST_LOOKS) + 1,
             "earlier_test_looks": list(EARLIER_TEST_LOOKS),
             "threads": opts.threads,
+            "hardware_note": HARDWARE_NOTE,
             "train_seconds": round(train_seconds, 1),
             "libraries": library_versions(),
             # For readers of a single history (v1 layout): the first member's; the report plots every member.

@@ -6,6 +6,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 FORECASTER_DIR = REPO / "models/m4-hourly/1"
+ENSEMBLE_DIR = REPO / "models/m4-hourly-ensemble/1"
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,12 @@ def forecaster_dir() -> Path:
 @pytest.fixture(scope="session")
 def forecaster_manifest() -> dict[str, Any]:
     return json.loads((FORECASTER_DIR / "model.json").read_text())
+
+
+@pytest.fixture(
+    scope="session", params=[FORECASTER_DIR, ENSEMBLE_DIR], ids=["m4-hourly", "m4-hourly-ensemble"]
+)
+def committed_forecaster_dir(request: pytest.FixtureRequest) -> Path:
+    """Every committed fp32 forecaster: the checks that hold for any of them run on each."""
+    path: Path = request.param
+    return path

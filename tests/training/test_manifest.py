@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 from typing import Any
 
@@ -6,11 +7,11 @@ from training.manifest import sha256_file, write_manifest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_committed_manifest_checksums_match_files(forecaster_dir: Path, forecaster_manifest: dict[str, Any]):
-    files = forecaster_manifest["files"]
-    assert {"model.onnx", "torch_state.pt"} <= set(files)
+def test_committed_manifest_checksums_match_files(committed_forecaster_dir: Path):
+    files = json.loads((committed_forecaster_dir / "model.json").read_text())["files"]
+    assert {"model.onnx", "torch_state.pt", "profile.json", "report.md"} <= set(files)
     for name, meta in files.items():
-        path = forecaster_dir / name
+        path = committed_forecaster_dir / name
         assert sha256_file(path) == meta["sha256"]
         assert path.stat().st_size == meta["bytes"]
 

@@ -19,6 +19,12 @@ COMMITTED = {
         "report_owa.png",
     },
     "sst2-bilstm/1": {"report_learning_curves.png", "report_confusion.png", "report_reliability.png"},
+    "m4-hourly-ensemble/1": {
+        "report_learning_curves.png",
+        "report_fan_charts.png",
+        "report_coverage.png",
+        "report_owa.png",
+    },
 }
 
 

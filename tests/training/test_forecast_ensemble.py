@@ -1,0 +1,113 @@
+"""The one-graph forecaster ensemble: its combiner, and the committed models/m4-hourly-ensemble/1."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from training.ensemble_model import ForecastEnsemble, combine, order_weights
+from training.ensemble_pipeline import ensemble_from_manifest
+from training.export import ort_session, parity
+from training.forecast_pipeline import M4_TRAIN, parity_cases
+from training.forecast_train import ForecastConfig
+from training.models import LSTMForecaster
+from training.series_io import load_m4_wide
+
+ENSEMBLE_DIR = Path(__file__).resolve().parents[2] / "models/m4-hourly-ensemble/1"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    return json.loads((ENSEMBLE_DIR / "model.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def series() -> list[np.ndarray]:
+    return list(load_m4_wide(M4_TRAIN).values())
+
+
+def test_order_weights_pick_the_middle_and_sum_to_one():
+    assert order_weights(5, "median") == [0, 0, 1, 0, 0]
+    assert order_weights(4, "median") == [0, 0.5, 0.5, 0]
+    assert order_weights(5, "trim1") == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3, 0])
+    assert order_weights(3, "mean") == pytest.approx([1 / 3] * 3)
+    with pytest.raises(ValueError, match="more than 4 members"):
+        order_weights(4, "trim2")
+    with pytest.raises(ValueError, match="unknown combiner"):
+        order_weights(3, "max")
+
+
+@pytest.mark.parametrize("combiner", ["median", "trim1", "mean"])
+def test_combining_monotone_members_stays_monotone(combiner: str):
+    rng = np.random.default_rng(0)
+    # Five members whose quantile vectors are each increasing but cross each other wildly.
+    steps = rng.exponential(size=(5, 64, 48, 7))
+    members = torch.from_numpy(np.cumsum(steps, axis=-1) + rng.normal(scale=5, size=(5, 64, 48, 1)))
+    out = combine(members, torch.tensor(order_weights(5, combiner), dtype=members.dtype))
+    assert out.shape == (64, 48, 7)
+    assert (out.diff(dim=-1) >= 0).all()
+    if combiner == "median":
+        np.testing.assert_allclose(out.numpy(), np.median(members.numpy(), axis=0))
+
+
+def test_each_member_reads_its_own_context_length():
+    quantiles = (0.1, 0.5, 0.9)
+    members = [LSTMForecaster(6, quantiles, season_length=4, skip_length=8, hidden_size=4) for _ in range(3)]
+    ens = ForecastEnsemble(members, [8, 12, 20], "median").eval()
+    x = torch.rand(2, 30) + 1
+    with torch.no_grad():
+        stacked = ens.member_forecasts(x)
+        for i, length in enumerate([8, 12, 20]):
+            torch.testing.assert_close(stacked[i], members[i](x[:, -length:]))
+    assert ens.min_context_length == 8
+    with pytest.raises(ValueError, match="positive"):
+        ForecastEnsemble(members, [8, 12, 20], "median", interval_scale=0.0)
+
+
+def test_committed_manifest_records_members_selection_and_test_looks(manifest: dict[str, Any]):
+    assert (manifest["name"], manifest["version"], manifest["task"]) == ("m4-hourly-ensemble", 1, "forecast")
+    t, p = manifest["training"], manifest["parameters"]
+    lengths = [m["spec"]["context_length"] for m in t["members"]]
+    assert (
+        p["context_length"] == max(lengths)
+        and p["min_context_length"] == t["member_config"]["min_context_length"]
+    )
+    assert p["horizon"] == 48 and len(p["quantiles"]) == 7 and p["season_length"] == 24
+    assert manifest["outputs"][0]["shape"] == [-1, 48, 7]
+    assert len(t["members"]) >= 3 and len(set(lengths)) >= 2
+    assert t["selection"]["combiner"] in t["selection"]["combiners"]
+    assert t["configurations_scored_on_test"] >= 1
+    assert manifest["parity"]["max_rel_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_committed_ensemble_matches_its_torch_weights(
+    batch: int, manifest: dict[str, Any], series: list[np.ndarray]
+):
+    ensemble = ensemble_from_manifest(ENSEMBLE_DIR)
+    p = manifest["parameters"]
+    shape = ForecastConfig(context_length=p["context_length"], min_context_length=p["min_context_length"])
+    cases = [c for c in parity_cases(series, shape) if c[0].startswith(f"batch{batch}_")]
+    assert {c[1]["values"].shape[1] for c in cases} == {p["min_context_length"], p["context_length"]}
+    assert parity(ensemble, ENSEMBLE_DIR / "model.onnx", cases)["max_rel_diff"] < 1e-4
+
+
+def test_committed_ensemble_is_batch_invariant_and_monotone(
+    manifest: dict[str, Any], series: list[np.ndarray]
+):
+    sess = ort_session(ENSEMBLE_DIR / "model.onnx")
+    for length in (
+        manifest["parameters"]["min_context_length"],
+        200,
+        manifest["parameters"]["context_length"],
+    ):
+        rows = np.stack([s[-length:] for s in series[:64]]).astype(np.float32)
+        batched = sess.run(None, {"values": rows})[0]
+        assert batched.shape == (64, 48, 7)
+        assert (np.diff(batched, axis=-1) >= 0).all()
+        for i in (0, 31, 63):
+            alone = sess.run(None, {"values": rows[i : i + 1]})[0]
+            np.testing.assert_allclose(alone[0], batched[i], rtol=1e-5, atol=1e-4)
