@@ -24,3 +24,19 @@ def test_holdout_is_the_tail_and_is_not_trained_on():
     fit, holdout = split_holdout(series, horizon=6)
     assert [len(s) for s in fit] == [24, 34]
     assert holdout.tolist() == [list(range(24, 30)), list(range(34, 40))]
+
+
+def test_recent_windows_end_in_the_recent_span_and_zero_keeps_the_uniform_draw():
+    series = [np.arange(500, dtype=float)]
+    spec = WindowSpec(context_length=20, min_context_length=10, horizon=5)
+    _, tgt = sample_windows(series, spec, 400, np.random.default_rng(3), recent_fraction=1.0, recent_span=30)
+    ends = tgt[:, 0]  # the first target value is the window's end index in this series
+    assert ends.min() >= 500 - 5 + 1 - 30 and ends.max() <= 495
+    _, mixed = sample_windows(
+        series, spec, 400, np.random.default_rng(3), recent_fraction=0.5, recent_span=30
+    )
+    assert 0.35 < np.mean(mixed[:, 0] >= 466) < 0.7  # about half recent (plus uniform draws landing there)
+    # At 0 the draws are exactly the ones v1 was trained on.
+    old = sample_windows(series, spec, 50, np.random.default_rng(7))
+    new = sample_windows(series, spec, 50, np.random.default_rng(7), recent_fraction=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(old, new, strict=True))

@@ -12,7 +12,7 @@ from training.ensemble_model import ForecastEnsemble, combine, order_weights
 from training.ensemble_pipeline import ensemble_from_manifest
 from training.export import ort_session, parity
 from training.forecast_pipeline import M4_TRAIN, parity_cases
-from training.forecast_train import ForecastConfig
+from training.forecast_train import ForecastConfig, _schedule, point_loss
 from training.models import LSTMForecaster
 from training.series_io import load_m4_wide
 
@@ -111,3 +111,21 @@ def test_committed_ensemble_is_batch_invariant_and_monotone(
         for i in (0, 31, 63):
             alone = sess.run(None, {"values": rows[i : i + 1]})[0]
             np.testing.assert_allclose(alone[0], batched[i], rtol=1e-5, atol=1e-4)
+
+
+def test_point_loss_terms_and_the_step_schedule():
+    median, target = torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 4.0]])
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0]])  # seasonal (m=2) differences are all 2
+    assert point_loss("smape", median, target, x, 2).item() == pytest.approx((0 + 2 * 2 / 6) / 2)
+    assert point_loss("mase", median, target, x, 2).item() == pytest.approx((0 + 2 / 2) / 2)
+    with pytest.raises(ValueError, match="unknown point loss"):
+        point_loss("mape", median, target, x, 2)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = _schedule(ForecastConfig(lr_schedule="step"), opt, total=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2) and lrs[10] == 1.0
+    assert lrs[70] == pytest.approx(0.3) and lrs[90] == pytest.approx(0.09)
