@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--no-pretrained", action="store_true", help="WordPiece trained on SST, random init")
     st.add_argument("--train-limit", type=int, default=None, help="train on a random subset (experiments)")
 
+    sd = sub.add_parser("sst2-distill", help="BiLSTM distilled from a fine-tuned MiniLM teacher (SST-2)")
+    sd.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    sd.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
+    sd.add_argument("--epochs", type=int, default=None, help="student epochs")
+    sd.add_argument("--seed", type=int, default=None, help="student seed")
+    sd.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    sd.add_argument("--teacher-cache", type=Path, default=Path(".cache/sst2-teacher"))
+
     es = sub.add_parser("evaluate-sentiment", help="re-score a committed sentiment model with onnxruntime")
     es.add_argument("version_dir", type=Path)
 
@@ -145,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = sentiment_pipeline.config_from_args(args.epochs, args.seed, not args.no_pretrained)
         name = args.name or args.out.resolve().parent.name
         sentiment_pipeline.run_sentiment(args.out, cfg, name, args.train_limit)
+    elif args.command == "sst2-distill":
+        import torch
+
+        from training import distill_pipeline
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        name = args.name or args.out.resolve().parent.name
+        cfg_d = distill_pipeline.config_from_args(args.epochs, args.seed)
+        distill_pipeline.run_distill(args.out, cfg_d, name, args.teacher_cache)
     elif args.command == "evaluate-sentiment":
         sentiment_pipeline.reevaluate(args.version_dir)
     elif args.command == "textgen":
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_profile.profile_version(args.version_dir, args.seconds)
     elif args.command == "profile-data":
         profiles.profile_version(args.version_dir)
-    if args.command in ("forecast", "forecast-ensemble", "sentiment", "quantize"):
+    if args.command in ("forecast", "forecast-ensemble", "sentiment", "sst2-distill", "quantize"):
         # Every new version leaves with its serving hint (training/batch_profile.py).
         batch_profile.profile_version(args.out)
         # ...and with the reference its drift monitoring compares traffic to (training/profiles.py).

@@ -115,7 +115,7 @@ def test_forecast_over_v2_equals_v1(client: TestClient, m4_series: Any, binary: 
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_sentiment_bytes_over_v2_equals_v1(client: TestClient, binary: bool) -> None:
-    v1 = client.post("/v1/sentiment", json={"texts": TEXTS}).json()["results"]
+    v1 = client.post("/v1/sentiment", json={"model": "sst2-bilstm", "texts": TEXTS}).json()["results"]
     encoded = np.asarray([t.encode() for t in TEXTS], dtype=object)
     if binary:
         response = _binary_infer(client, "/v2/models/sst2-bilstm/infer", [("text", "BYTES", encoded)],

@@ -17,31 +17,36 @@ from training.sentiment_train import SentimentConfig, build_model, read_tsv
 from training.text import PAD_ID, encode_padded
 
 REPO = Path(__file__).resolve().parents[2]
-SENTIMENT_DIR = REPO / "models/sst2-bilstm/1"
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def manifest() -> dict[str, Any]:
-    return json.loads((SENTIMENT_DIR / "model.json").read_text())
+# Both shipped sentiment models share the architecture, so every property is checked on each.
+@pytest.fixture(scope="module", params=["sst2-bilstm/1", "sst2-distilled/1"])
+def sentiment_dir(request: pytest.FixtureRequest) -> Path:
+    return REPO / "models" / request.param
 
 
 @pytest.fixture(scope="module")
-def shipped_torch(manifest: dict[str, Any]) -> BiLSTMSentiment:
+def manifest(sentiment_dir: Path) -> dict[str, Any]:
+    return json.loads((sentiment_dir / "model.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def shipped_torch(manifest: dict[str, Any], sentiment_dir: Path) -> BiLSTMSentiment:
     cfg = SentimentConfig(**manifest["training"]["config"])
     model = build_model(cfg, manifest["parameters"]["vocab_size"])
-    model.load_state_dict(torch.load(SENTIMENT_DIR / "torch_state.pt", weights_only=True))
+    model.load_state_dict(torch.load(sentiment_dir / "torch_state.pt", weights_only=True))
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def shipped_session() -> Any:
-    return ort_session(SENTIMENT_DIR / "model.onnx")
+def shipped_session(sentiment_dir: Path) -> Any:
+    return ort_session(sentiment_dir / "model.onnx")
 
 
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return Tokenizer.from_file(str(SENTIMENT_DIR / "tokenizer.json"))
+def tok(sentiment_dir: Path) -> Tokenizer:
+    return Tokenizer.from_file(str(sentiment_dir / "tokenizer.json"))
 
 
 def _pad(rows: list[list[int]], extra: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +137,7 @@ def test_shipped_onnx_padding_invariant_on_raw_text(
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_shipped_onnx_matches_its_torch_weights(
-    batch: int, shipped_torch: BiLSTMSentiment, tok: Tokenizer, manifest: dict[str, Any]
+    batch: int, shipped_torch: BiLSTMSentiment, tok: Tokenizer, manifest: dict[str, Any], sentiment_dir: Path
 ):
     max_tokens = manifest["parameters"]["max_tokens"]
     texts, _ = read_tsv(SST_TEST)
@@ -142,7 +147,7 @@ def test_shipped_onnx_matches_its_torch_weights(
         if c[0].startswith(f"batch{batch}_")
     ]
     assert {c[1]["input_ids"].shape[1] for c in cases} >= {max_tokens}
-    result = parity(shipped_torch, SENTIMENT_DIR / "model.onnx", cases)
+    result = parity(shipped_torch, sentiment_dir / "model.onnx", cases)
     assert result["max_abs_diff"] < 1e-5
     recorded = manifest["parity"]
     assert recorded["max_abs_diff"] < 1e-5
@@ -151,8 +156,8 @@ def test_shipped_onnx_matches_its_torch_weights(
     }
 
 
-def test_shipped_graph_contract(manifest: dict[str, Any]):
-    graph = onnx.load(str(SENTIMENT_DIR / "model.onnx"))
+def test_shipped_graph_contract(manifest: dict[str, Any], sentiment_dir: Path):
+    graph = onnx.load(str(sentiment_dir / "model.onnx"))
     assert "LSTM" in {n.op_type for n in graph.graph.node}
     inputs = {i.name: i for i in graph.graph.input}
     assert list(inputs) == INPUT_NAMES
@@ -161,7 +166,7 @@ def test_shipped_graph_contract(manifest: dict[str, Any]):
     assert inputs["lengths"].type.tensor_type.elem_type == onnx.TensorProto.INT64
     out = graph.graph.output[0]
     assert out.name == OUTPUT_NAME and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert (SENTIMENT_DIR / "model.onnx").stat().st_size < 26 * 2**20
+    assert (sentiment_dir / "model.onnx").stat().st_size < 26 * 2**20
 
 
 def test_export_of_a_tiny_model_keeps_sequence_dynamic(tmp_path: Path):
