@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     fe.add_argument("--threads", type=int, default=1, help="torch threads")
     fe.add_argument("--hidden-size", type=int, default=ensemble_pipeline.EnsembleOptions.hidden_size)
     fe.add_argument("--holdout-only", action="store_true", help="pilot: stop before export and the test set")
+    fe.add_argument(
+        "--member-weights", type=Path, default=None, help="v1-recipe member weights (skip training it)"
+    )
 
     ev = sub.add_parser("evaluate-forecast", help="re-score a committed forecaster on its test set")
     ev.add_argument("version_dir", type=Path)
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "forecast-ensemble":
         opts = ensemble_pipeline.EnsembleOptions(
-            args.epochs, args.members, args.threads, args.hidden_size, args.holdout_only
+            args.epochs, args.members, args.threads, args.hidden_size, args.holdout_only, args.member_weights
         )
         name = args.name or args.out.resolve().parent.name
         ensemble_pipeline.run_ensemble(args.out, M4_TRAIN, M4_TEST, name, opts)

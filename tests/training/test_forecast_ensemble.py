@@ -129,3 +129,21 @@ def test_point_loss_terms_and_the_step_schedule():
         sched.step()
     assert lrs[0] == pytest.approx(0.2) and lrs[10] == 1.0
     assert lrs[70] == pytest.approx(0.3) and lrs[90] == pytest.approx(0.09)
+
+
+def test_v1_member_is_v1s_weights_and_the_test_looks_add_up(manifest: dict[str, Any]):
+    t = manifest["training"]
+    reused = [m for m in t["members"] if m.get("weights_from")]
+    v1_weights = "models/m4-hourly/1/torch_state.pt"
+    assert [m["weights_from"] for m in reused] == [t["member_weights"]] == [v1_weights]
+    assert reused[0]["spec"]["hidden_size"] == 64 and reused[0]["trained_in_this_run"] is False
+    # The honest training time counts the reused member's own recorded run.
+    assert t["train_seconds"] >= reused[0]["train_seconds"] == 1373.0
+    assert f"--member-weights {v1_weights}" in t["command"]
+    assert t["configurations_scored_on_test"] == len(t["earlier_test_looks"]) + 1
+    index = t["members"].index(reused[0])
+    v1 = torch.load(ENSEMBLE_DIR.parents[1] / "m4-hourly/1/torch_state.pt", weights_only=True)
+    member = ensemble_from_manifest(ENSEMBLE_DIR).members[index].state_dict()
+    assert member.keys() == v1.keys()
+    for key, value in v1.items():
+        torch.testing.assert_close(member[key], value, rtol=0, atol=0)
