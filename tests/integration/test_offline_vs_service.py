@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -35,7 +36,8 @@ def test_service_forecast_equals_offline_evaluation_forecast():
         np.testing.assert_allclose(served, row, rtol=1e-6, atol=0)
 
 
-def test_service_sentiment_equals_offline_evaluation():
+@pytest.mark.parametrize("model", ["sst2-bilstm", "sst2-distilled"])
+def test_service_sentiment_equals_offline_evaluation(model: str):
     from tokenizers import Tokenizer
 
     from training.sentiment_pipeline import SST_TEST, onnx_probabilities
@@ -44,10 +46,11 @@ def test_service_sentiment_equals_offline_evaluation():
     texts, _ = read_tsv(SST_TEST)
     sample = [*texts[:20], "This movie was GREAT!!!", "I didn't like it."]
     with TestClient(create_app(Settings(model_repository=REPO / "models"))) as client:
-        resp = client.post("/v1/sentiment", json={"texts": sample})
-        max_tokens = client.get("/v1/models/sst2-bilstm").json()["parameters"]["max_tokens"]
+        resp = client.post("/v1/sentiment", json={"model": model, "texts": sample})
+        max_tokens = client.get(f"/v1/models/{model}").json()["parameters"]["max_tokens"]
     assert resp.status_code == 200, resp.text
-    version_dir = REPO / "models/sst2-bilstm" / str(resp.json()["model"]["version"])
+    assert resp.json()["model"]["name"] == model
+    version_dir = REPO / "models" / model / str(resp.json()["model"]["version"])
     tok = Tokenizer.from_file(str(version_dir / "tokenizer.json"))
     offline = onnx_probabilities(version_dir / "model.onnx", tok, sample, max_tokens)
     served = np.array(

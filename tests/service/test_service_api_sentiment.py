@@ -25,11 +25,14 @@ def _post(client: TestClient, body: Any) -> Any:
     return client.post("/v1/sentiment", json=body)
 
 
-def test_plain_english_reviews_get_sensible_labels_in_order(client: TestClient) -> None:
-    response = _post(client, {"texts": POSITIVE + NEGATIVE})
+@pytest.mark.parametrize(("model", "served"), [(None, "sst2-distilled"), ("sst2-bilstm", "sst2-bilstm")])
+def test_plain_english_reviews_get_sensible_labels_in_order(
+    client: TestClient, model: str | None, served: str
+) -> None:
+    response = _post(client, {"texts": POSITIVE + NEGATIVE, **({"model": model} if model else {})})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"]["name"] == "sst2-bilstm"
+    assert body["model"]["name"] == served
     labels = [r["label"] for r in body["results"]]
     assert labels == ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
     for result in body["results"]:

@@ -182,10 +182,9 @@ def test_sentiment_labels_are_counted(client: TestClient) -> None:
     response = client.post("/v1/sentiment", json={"texts": ["a wonderful film", "dull and boring", "fine"]})
     assert response.status_code == 200
     labels = [r["label"] for r in response.json()["results"]]
+    model = response.json()["model"]["name"]
     after = scrape(client)
     name = "seqserve_sentiment_predictions_total"
     for label in set(labels):
-        got = value(after, name, model="sst2-bilstm", label=label) - value(
-            before, name, model="sst2-bilstm", label=label
-        )
+        got = value(after, name, model=model, label=label) - value(before, name, model=model, label=label)
         assert got == labels.count(label)

@@ -192,7 +192,13 @@ def test_onnx_lstm_matches_a_textbook_numpy_cell(version_dir: Path):
             theirs = values[name]
             assert theirs.shape == ours.shape, (node.name, name)
             diff = float(np.abs(theirs - ours).max())
-            assert diff <= tolerance, f"{version_dir}: {node.name} output {name} differs by {diff:.3g}"
+            # Y and Y_h lie in (-1, 1), so this is 1e-5 absolute for them. The cell state Y_c is unbounded
+            # (|c| reaches 70 in the ensemble's members on random inputs), and float32 keeps ~7 significant
+            # digits over hundreds of steps: for it, 1e-5 is relative to its magnitude.
+            scale = max(1.0, float(np.abs(ours).max()))
+            assert diff <= tolerance * scale, (
+                f"{version_dir}: {node.name} output {name} differs by {diff:.3g} (magnitude {scale:.3g})"
+            )
         # The state really moved: a test on all-zero outputs would prove nothing.
         assert float(np.abs(y_h).max()) > 0.05
 
