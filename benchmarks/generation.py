@@ -218,6 +218,10 @@ def summarize(results: dict[str, Any]) -> None:
         "continuous@64 / continuous@1": _div(tps("continuous_c64"), tps("continuous_c1")),
         "continuous@64 / static@64": _div(tps("continuous_c64"), tps("static_c64")),
     }
+    for key in phases:
+        if key.startswith("continuous_") and key.endswith("lanes_c64"):
+            lanes = key.removeprefix("continuous_").removesuffix("_c64")
+            ratios[f"continuous {lanes}@64 / sequential@64"] = _div(tps(key), tps("sequential_c64"))
     results["ratios"] = {k: round(v, 2) for k, v in ratios.items() if v is not None}
     speedup = results["ratios"].get("continuous@64 / sequential@64")
     itl = phases.get("continuous_c64", {}).get("inter_token_p99_ms")

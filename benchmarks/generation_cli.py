@@ -17,25 +17,35 @@ from benchmarks import generation
 from benchmarks.server import Server, ServerError, free_port
 
 
-def servers(args: argparse.Namespace) -> list[tuple[str, str, int, list[int]]]:
-    """(label, scheduling policy, workers, client counts), in the order they run: continuous first, on a
-    quiet machine, then the two baselines, then (optionally) continuous with several workers."""
-    out = [("continuous", "continuous", args.gen_workers, list(args.gen_clients))]
+def servers(args: argparse.Namespace) -> list[tuple[str, str, int, int, list[int]]]:
+    """(label, scheduling policy, workers, lanes, client counts), in the order they run: continuous first,
+    on a quiet machine, then the two baselines, then (optionally) continuous with several workers and with
+    several lanes."""
+    lanes = args.gen_lanes
+    out = [("continuous", "continuous", args.gen_workers, lanes, list(args.gen_clients))]
     out += [
-        (policy, policy, args.gen_workers, [args.gen_baseline_clients]) for policy in ("sequential", "static")
+        (policy, policy, args.gen_workers, 1, [args.gen_baseline_clients])
+        for policy in ("sequential", "static")
     ]
     if args.gen_compare_workers > 1:
         label = f"continuous_{args.gen_compare_workers}workers"
-        out.append((label, "continuous", args.gen_compare_workers, [args.gen_baseline_clients]))
+        out.append((label, "continuous", args.gen_compare_workers, lanes, [args.gen_baseline_clients]))
+    if args.gen_compare_lanes > 1 and args.gen_compare_lanes != lanes:
+        label = f"continuous_{args.gen_compare_lanes}lanes"
+        out.append(
+            (label, "continuous", args.gen_workers, args.gen_compare_lanes, [args.gen_baseline_clients])
+        )
     return out
 
 
-def _env(args: argparse.Namespace, repo: Path, port: int, policy: str, workers: int) -> dict[str, str]:
+def _env(
+    args: argparse.Namespace, repo: Path, port: int, policy: str, workers: int, lanes: int
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSERVE_")}
     env.update({
         "SEQSERVE_MODEL_REPOSITORY": str(repo), "SEQSERVE_HOST": "127.0.0.1", "SEQSERVE_PORT": str(port),
         "SEQSERVE_LOG_LEVEL": "warning", "SEQSERVE_WORKERS": str(workers),
-        "SEQSERVE_GENERATION_SCHEDULING": policy,
+        "SEQSERVE_GENERATION_SCHEDULING": policy, "SEQSERVE_GENERATION_LANES": str(lanes),
         # One ORT thread: the other core is left to the event loop and the load generator.
         "SEQSERVE_ORT_INTRA_OP_THREADS": str(args.gen_intra_op_threads),
         "SEQSERVE_MAX_STREAMS_PER_MODEL": str(max(128, max(args.gen_clients), args.gen_baseline_clients)),
@@ -51,7 +61,8 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
     )
     results: dict[str, Any] = {
         "meta": {**meta, "benchmark": "generate", "workload": workload.__dict__, "workers": args.gen_workers,
-                 "intra_op_threads": args.gen_intra_op_threads, "duration_s": args.gen_duration,
+                 "intra_op_threads": args.gen_intra_op_threads, "lanes": args.gen_lanes,
+                 "duration_s": args.gen_duration,
                  "warmup_s": args.gen_warmup},
         "phases": {},
     }  # fmt: skip
@@ -65,10 +76,10 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
         repo.mkdir()
         # Only the generation model: nothing else loads, warms up or takes memory.
         (repo / args.gen_model).symlink_to(source, target_is_directory=True)
-        for label, policy, workers, client_counts in servers(args):
+        for label, policy, workers, lanes, client_counts in servers(args):
             port = free_port()
             argv = [sys.executable, "-m", "service"]
-            env = _env(args, repo, port, policy, workers)
+            env = _env(args, repo, port, policy, workers, lanes)
             server = Server(f"generate_{label}", argv, env, port, generation.log_path(work, label))
             print(f"starting the service: {label} ({workers} worker(s)) ...", file=sys.stderr, flush=True)
             try:
@@ -90,6 +101,7 @@ def run(args: argparse.Namespace, meta: dict[str, Any]) -> int:
                     results["phases"][key] = {
                         "policy": policy,
                         "workers": workers,
+                        "lanes": lanes,
                         **phase,
                         "loadavg_1m_start": load,
                         "server_cores_busy": round(busy, 2),
