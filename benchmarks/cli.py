@@ -97,12 +97,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gen-workers", type=int, default=1, help="SEQSERVE_WORKERS for the generation phases")
     p.add_argument("--gen-intra-op-threads", type=int, default=1, help="SEQSERVE_ORT_INTRA_OP_THREADS there")
     p.add_argument(
-        "--gen-lanes", type=int, default=1, help="SEQSERVE_GENERATION_LANES of the continuous phases"
+        "--gen-lanes",
+        type=int,
+        default=0,
+        help="SEQSERVE_GENERATION_LANES of the continuous phases (0 = the service default, cores / threads)",
     )
     p.add_argument(
         "--gen-compare-lanes",
         type=int,
-        default=2,
+        default=1,
         help="also continuous at 64 with this many lanes in one worker (0 = no)",
     )
     p.add_argument(

@@ -30,7 +30,7 @@ def servers(args: argparse.Namespace) -> list[tuple[str, str, int, int, list[int
     if args.gen_compare_workers > 1:
         label = f"continuous_{args.gen_compare_workers}workers"
         out.append((label, "continuous", args.gen_compare_workers, lanes, [args.gen_baseline_clients]))
-    if args.gen_compare_lanes > 1 and args.gen_compare_lanes != lanes:
+    if args.gen_compare_lanes > 0 and args.gen_compare_lanes != lanes:
         label = f"continuous_{args.gen_compare_lanes}lanes"
         out.append(
             (label, "continuous", args.gen_workers, args.gen_compare_lanes, [args.gen_baseline_clients])

@@ -87,13 +87,14 @@ class Settings(BaseSettings):
         ),
     )
     generation_lanes: int = Field(
-        default=1,
-        ge=1,
+        default=0,
+        ge=0,
         le=16,
         description=(
             "Continuous batches per generation model and worker, each with its own scheduler thread; a new "
             "stream joins the lane with the fewest. Session runs release the GIL, so with one ORT thread "
-            "two lanes can keep two cores busy where one lane alternates between its graph and its Python."
+            "two lanes keep two cores busy where one lane alternates between its graph and its Python. "
+            "0 = the CPU cores per worker divided by the ORT intra-op threads (lanes x threads = cores)."
         ),
     )
     generation_scheduling: Literal["continuous", "static", "sequential"] = Field(

@@ -39,6 +39,14 @@ def intra_op_threads(settings: Settings) -> int:
     return max(1, len(os.sched_getaffinity(0)) // settings.workers)
 
 
+def generation_lanes(settings: Settings) -> int:
+    """Explicit setting, else as many lanes as the worker's cores can run at its intra-op thread count."""
+    if settings.generation_lanes:
+        return settings.generation_lanes
+    cores = max(1, len(os.sched_getaffinity(0)) // settings.workers)
+    return min(16, max(1, cores // intra_op_threads(settings)))
+
+
 def check_tensor_specs(session: Any, manifest: ModelManifest) -> None:
     """Refuse a graph whose names, element types, ranks or static dims differ from the manifest."""
     problems = _compare("input", session.get_inputs(), manifest.inputs) + _compare(

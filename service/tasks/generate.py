@@ -27,6 +27,7 @@ from service.exceptions import ErrorDetail, InvalidInputError, QueueFullError
 from service.runtime.continuous import ContinuousScheduler
 from service.runtime.inference import ModelRunner
 from service.runtime.manifest import ManifestError, ModelManifest, TensorSpec, task_parameters
+from service.runtime.session import generation_lanes
 from service.runtime.step_model import Job, StepGraph
 from service.tasks.generate_stream import GenerationRequest, GenerationStream
 from service.tasks.sampling import pick_tokens
@@ -83,7 +84,7 @@ class GenerateHandler:
             hidden_size=params.hidden_size,
         )
         self._metrics = metrics.GenerationMetrics(manifest.name)
-        lanes = settings.generation_lanes
+        lanes = generation_lanes(settings)
         self._lanes = [
             ContinuousScheduler(
                 runner,
