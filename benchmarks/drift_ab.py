@@ -82,9 +82,9 @@ def run(args: argparse.Namespace, meta: dict[str, Any], fields: set[str]) -> int
         bodies = payloads.write_lines(
             work / "single.jsonl", payloads.forecast_bodies(args.context_length, 1, 64)
         )
-        # Two blocks with the services started in opposite orders: in runs that always started the "on"
-        # service first, the first-started service was ~5% slower whichever it was (median on/off 0.89-0.97
-        # with "on" first, 1.04 with "off" first), an artefact of the order that each block cancels.
+        # Two blocks with the services started in opposite orders, so that start order cannot favour one
+        # side (runs that always started "on" first read 0.89-0.97, one with "off" first 1.04; the first
+        # two-block run did not confirm an order effect, but a balanced design costs one restart).
         per_block = max(1, args.drift_rounds // 2)
         for block, first in enumerate((True, False)):
             order = (first, not first)
