@@ -48,6 +48,8 @@ from training.sentiment_pipeline import (
     SST_DEV,
     SST_TEST,
     SST_TRAIN,
+    DevSplit,
+    TrainSplit,
     encode_rows,
     run_sentiment,
 )
@@ -92,13 +94,12 @@ class DistillTrainer:
     def __init__(self, cfg: DistillConfig, cache: Path) -> None:
         self.cfg = cfg
         self.cache = cache
-        self.record: dict[str, object] = {}
 
     def __call__(
         self,
         tok: Tokenizer,
-        train: tuple[list[str], np.ndarray, list[list[int]]],
-        dev: tuple[list[list[int]], np.ndarray],
+        train: TrainSplit,
+        dev: DevSplit,
         vocab_size: int,
         cfg: SentimentConfig,
         embeddings: np.ndarray | None,

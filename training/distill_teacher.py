@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import BertModel
 
-from training.sentiment_train import bucketed_batches
+from training.sentiment_train import bucketed_batches, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,8 @@ def encode(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.zeros((len(rows), width), dtype=torch.int64)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
+    """Right-padded ids and their attention mask; MiniLM's [PAD] is 0, as the student's is."""
+    ids, _ = pad_batch(rows)
     return ids, (ids != 0).long()
 
 

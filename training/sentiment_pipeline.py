@@ -160,14 +160,19 @@ def padding_check(onnx_path: Path, tok: Tokenizer, texts: list[str], max_tokens:
     return float(np.abs(alone - together).max())
 
 
+# (texts, labels, token rows) of the training split; (token rows, labels) of the dev split.
+TrainSplit = tuple[list[str], np.ndarray, list[list[int]]]
+DevSplit = tuple[list[list[int]], np.ndarray]
+
+
 class Trainer(Protocol):
     """Trains the student on tokenised rows; distillation plugs in here (training/distill_pipeline.py)."""
 
     def __call__(
         self,
         tok: Tokenizer,
-        train: tuple[list[str], np.ndarray, list[list[int]]],
-        dev: tuple[list[list[int]], np.ndarray],
+        train: TrainSplit,
+        dev: DevSplit,
         vocab_size: int,
         cfg: SentimentConfig,
         embeddings: np.ndarray | None,
@@ -176,8 +181,8 @@ class Trainer(Protocol):
 
 def plain_trainer(
     tok: Tokenizer,
-    train: tuple[list[str], np.ndarray, list[list[int]]],
-    dev: tuple[list[list[int]], np.ndarray],
+    train: TrainSplit,
+    dev: DevSplit,
     vocab_size: int,
     cfg: SentimentConfig,
     embeddings: np.ndarray | None,
