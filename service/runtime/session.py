@@ -32,19 +32,23 @@ def build_session(model_path: Path, providers: list[str], settings: Settings) ->
     return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
 
 
+def cores_per_worker(settings: Settings) -> int:
+    """The CPU cores this process may use, shared evenly among the workers (at least one)."""
+    return max(1, len(os.sched_getaffinity(0)) // settings.workers)
+
+
 def intra_op_threads(settings: Settings) -> int:
-    """Explicit setting, else the CPU cores this process may use shared evenly among the workers."""
+    """Explicit setting, else the worker's share of the cores."""
     if settings.ort_intra_op_threads:
         return settings.ort_intra_op_threads
-    return max(1, len(os.sched_getaffinity(0)) // settings.workers)
+    return cores_per_worker(settings)
 
 
 def generation_lanes(settings: Settings) -> int:
     """Explicit setting, else as many lanes as the worker's cores can run at its intra-op thread count."""
     if settings.generation_lanes:
         return settings.generation_lanes
-    cores = max(1, len(os.sched_getaffinity(0)) // settings.workers)
-    return min(16, max(1, cores // intra_op_threads(settings)))
+    return min(16, max(1, cores_per_worker(settings) // intra_op_threads(settings)))
 
 
 def check_tensor_specs(session: Any, manifest: ModelManifest) -> None:
