@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     fe.add_argument(
         "--member-weights", type=Path, default=None, help="v1-recipe member weights (skip training it)"
     )
+    fe.add_argument("--member-set", choices=sorted(ensemble_pipeline.MEMBER_SETS), default="v1")
+    fe.add_argument(
+        "--reuse-members", type=Path, default=None, help="ensemble version whose same-spec members are reused"
+    )
 
     ev = sub.add_parser("evaluate-forecast", help="re-score a committed forecaster on its test set")
     ev.add_argument("version_dir", type=Path)
@@ -65,8 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     sd.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
     sd.add_argument("--epochs", type=int, default=None, help="student epochs")
     sd.add_argument("--seed", type=int, default=None, help="student seed")
+    sd.add_argument("--augment-seed", type=int, default=None, help="seed of the transfer set's augmentation")
     sd.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     sd.add_argument("--teacher-cache", type=Path, default=Path(".cache/sst2-teacher"))
+
+    sp = sub.add_parser(
+        "sst2-distill-pair", help="distilled students' mean logits as one graph, chosen on dev"
+    )
+    sp.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
+    sp.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
+    sp.add_argument("students", type=Path, nargs="+", help="version folders of sst2-distill runs")
+    sp.add_argument("--threads", type=int, default=1, help="torch threads")
 
     es = sub.add_parser("evaluate-sentiment", help="re-score a committed sentiment model with onnxruntime")
     es.add_argument("version_dir", type=Path)
@@ -144,7 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "forecast-ensemble":
         opts = ensemble_pipeline.EnsembleOptions(
-            args.epochs, args.members, args.threads, args.hidden_size, args.holdout_only, args.member_weights
+            args.epochs,
+            args.members,
+            args.threads,
+            args.hidden_size,
+            args.holdout_only,
+            args.member_weights,
+            args.member_set,
+            args.reuse_members,
         )
         name = args.name or args.out.resolve().parent.name
         ensemble_pipeline.run_ensemble(args.out, M4_TRAIN, M4_TEST, name, opts)
@@ -164,8 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         name = args.name or args.out.resolve().parent.name
-        cfg_d = distill_pipeline.config_from_args(args.epochs, args.seed)
+        cfg_d = distill_pipeline.config_from_args(args.epochs, args.seed, args.augment_seed)
         distill_pipeline.run_distill(args.out, cfg_d, name, args.teacher_cache)
+    elif args.command == "sst2-distill-pair":
+        import torch
+
+        from training import distill_pair
+
+        torch.set_num_threads(args.threads)
+        distill_pair.run_pair(args.out, args.students, args.name or args.out.resolve().parent.name)
     elif args.command == "evaluate-sentiment":
         sentiment_pipeline.reevaluate(args.version_dir)
     elif args.command == "textgen":
@@ -195,7 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         batch_profile.profile_version(args.version_dir, args.seconds)
     elif args.command == "profile-data":
         profiles.profile_version(args.version_dir)
-    if args.command in ("forecast", "forecast-ensemble", "sentiment", "sst2-distill", "quantize"):
+    if args.command in (
+        "forecast",
+        "forecast-ensemble",
+        "sentiment",
+        "sst2-distill",
+        "sst2-distill-pair",
+        "quantize",
+    ):
         # Every new version leaves with its serving hint (training/batch_profile.py).
         batch_profile.profile_version(args.out)
         # ...and with the reference its drift monitoring compares traffic to (training/profiles.py).

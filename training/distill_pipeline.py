@@ -186,8 +186,10 @@ def run_distill(
     )
 
 
-def config_from_args(epochs: int | None, seed: int | None) -> DistillConfig:
+def config_from_args(epochs: int | None, seed: int | None, augment_seed: int | None = None) -> DistillConfig:
     cfg = DistillConfig()
+    if augment_seed is not None:
+        cfg = replace(cfg, augment=replace(cfg.augment, seed=augment_seed))
     if epochs is not None:
         cfg = replace(cfg, student=replace(cfg.student, epochs=epochs))
     if seed is not None:

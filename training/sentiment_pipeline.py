@@ -176,7 +176,7 @@ class Trainer(Protocol):
         vocab_size: int,
         cfg: SentimentConfig,
         embeddings: np.ndarray | None,
-    ) -> tuple[BiLSTMSentiment, dict[str, object]]: ...
+    ) -> tuple[torch.nn.Module, dict[str, object]]: ...
 
 
 def plain_trainer(
