@@ -16,6 +16,7 @@ from service.config import Settings
 from service.http.auth import ApiKeyMiddleware, install_security_schemes
 from service.http.errors import install_error_handlers
 from service.http.examples import install_examples
+from service.http.express import ExpressLane
 from service.http.limits import BodySizeLimitMiddleware
 from service.http.metrics_middleware import HttpMetricsMiddleware
 from service.http.model_card import router as model_card_router
@@ -74,6 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="seqserve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.drain = drain
+    # Routers are matched in order, one regex per route: the hot inference routes go first.
+    routers = (
+        router, v2_router, generate_router, classify_router, drift_router, v2_repository_router,
+        model_card_router, pages_router,
+    )  # fmt: skip
+    # FastAPI keeps an included router as one opaque entry; these are the routes inside, in order.
+    own_routes = [route for included in routers for route in included.routes]
+    # Innermost: the inference routes' fast paths, inside every middleware below (service/http/express.py).
+    app.add_middleware(ExpressLane, routes=own_routes)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.api_keys:
         # Outside the body limit: an unauthenticated client is refused before any body is read.
@@ -98,22 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Example requests for /docs' "Try it out" (after the security wrapper, so both apply).
     install_examples(app)
-    # Routers are matched in order, one regex per route: the hot inference routes go first.
-    app.include_router(router)
-    app.include_router(v2_router)
-    app.include_router(generate_router)
-    app.include_router(classify_router)
-    app.include_router(drift_router)
-    app.include_router(v2_repository_router)
-    app.include_router(model_card_router)
-    app.include_router(pages_router)
+    for included in routers:
+        app.include_router(included)
     app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))
-    # Added last, so it wraps the body limit and sees its 413s too. FastAPI keeps an included router
-    # as one opaque entry, so its own routes are listed for matching route templates.
-    routers = (
-        router, generate_router, classify_router, drift_router, v2_router, v2_repository_router,
-        model_card_router, pages_router,
-    )  # fmt: skip
-    own_routes = [route for included in routers for route in included.routes]
+    # Added last, so it wraps the body limit and sees its 413s too; it matches route templates itself.
     app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *own_routes])
     return app

@@ -20,10 +20,7 @@ from starlette.responses import Response
 class DirectRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
-        parameters = inspect.signature(endpoint).parameters
-        if "request" not in parameters or any(
-            p.annotation not in (str, "str") for name, p in parameters.items() if name != "request"
-        ):
+        if not reads_request_itself(endpoint):
             # Anything richer (a body model, typed parameters) keeps FastAPI's own handling.
             return super().get_route_handler()
 
@@ -32,3 +29,11 @@ class DirectRoute(APIRoute):
             return response
 
         return handler
+
+
+def reads_request_itself(endpoint: Callable[..., Any]) -> bool:
+    """``request`` plus string path parameters only: nothing for FastAPI to solve or validate."""
+    parameters = inspect.signature(endpoint).parameters
+    return "request" in parameters and all(
+        p.annotation in (str, "str") for name, p in parameters.items() if name != "request"
+    )

@@ -40,15 +40,18 @@ E = TypeVar("E", bound=Callable[..., Awaitable[Response]])
 
 
 def fast_body(model: type[BaseModel]) -> Callable[[E], E]:
-    """Call ``endpoint(body, request)`` with ``model`` validated directly (service/http/fast_v1.py).
+    """Give ``endpoint(body, request)`` a fast path that validates ``model`` directly (fast_v1.py).
 
-    The endpoint stays as declared, so OpenAPI documents its body as before; a plain ``application/json``
-    body that the model accepts skips FastAPI's dependency and validation machinery, and anything else
-    (other content types, invalid JSON, invalid bodies) goes through FastAPI and its error responses.
+    The endpoint stays as declared, so OpenAPI documents its body as before. The express lane
+    (service/http/express.py) calls the fast path: a plain ``application/json`` body that the model
+    accepts skips FastAPI's dependency and validation machinery, and anything else (other content
+    types, invalid JSON, invalid bodies) goes through FastAPI and its error responses.
     """
 
     def register(endpoint: E) -> E:
         async def fast(request: Request) -> Response | None:
+            if not is_json_content_type(request.headers):
+                return None
             body = decode_body(model, await request.body())
             return None if body is None else await endpoint(body, request)
 
@@ -58,18 +61,18 @@ def fast_body(model: type[BaseModel]) -> Callable[[E], E]:
     return register
 
 
+def fast_path_for(endpoint: Callable[..., Any]) -> FastPath | None:
+    return _FAST_PATHS.get(endpoint)
+
+
 class FastJSONRoute(APIRoute):
+    """FastAPI's route, reading JSON bodies with orjson (FastJSONRequest)."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        fast = _FAST_PATHS.get(self.endpoint)
 
         async def fast_json_handler(request: Request) -> Response:
-            request = FastJSONRequest(request.scope, request.receive)
-            if fast is not None and is_json_content_type(request.headers):
-                response = await fast(request)
-                if response is not None:
-                    return response
-            return await handler(request)
+            return await handler(FastJSONRequest(request.scope, request.receive))
 
         return fast_json_handler
 
