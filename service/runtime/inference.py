@@ -17,6 +17,7 @@ import numpy as np
 from service.exceptions import InferenceError
 from service.runtime.batching import BatchObserver, MicroBatcher
 from service.runtime.manifest import TensorSpec
+from service.runtime.parts import run_in_parts
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -230,11 +231,10 @@ class ModelRunner:
         step = self._rows_per_run
         if step is None or rows <= step:
             return list(self._session.run(self._output_names, feeds))
-        parts = []
-        for start in range(0, rows, step):
-            part = {name: array[start : start + step] for name, array in feeds.items()}
-            parts.append(self._session.run(self._output_names, part))
-        return [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(self._output_names))]
+        return run_in_parts(self._run_part, feeds, rows, step, self._pad_values)
+
+    def _run_part(self, feeds: Arrays) -> list[Any]:
+        return list(self._session.run(self._output_names, feeds))
 
     def _check_shape(self, spec: TensorSpec, array: np.ndarray[Any, Any], rows: int) -> None:
         # A graph that disagrees with its manifest at run time is a broken artifact; say so loudly
