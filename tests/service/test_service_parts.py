@@ -17,8 +17,9 @@ from service.runtime.parts import Arrays, Outputs, run_in_parts, used_widths
 
 MODEL = MODELS / "sst2-distilled" / "1"
 TEXTS = [
-    "a gripping , funny and moving film .", "dull .", "it 's not a bad movie , but it is not a good one either .",
-    "great", "the plot goes nowhere and the actors seem to know it , which makes the two hours feel like four .",
+    "a gripping , funny and moving film .", "dull .",
+    "it 's not a bad movie , but it is not a good one either .", "great",
+    "the plot goes nowhere and the actors seem to know it , which makes the two hours feel like four .",
     "charming .", "an utter mess", "one of the year 's best , and one of its most surprising .", "meh",
 ]  # fmt: skip
 
