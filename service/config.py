@@ -86,6 +86,14 @@ class Settings(BaseSettings):
             "streams legitimately take tens of seconds."
         ),
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description=(
+            "FastAPI's native OpenTelemetry instrumentation (traces, metrics and logs to the globally "
+            "configured providers, e.g. under opentelemetry-instrument). Off, FastAPI skips the provider "
+            "checks it otherwise makes on every request."
+        ),
+    )
     generation_lanes: int = Field(
         default=0,
         ge=0,

@@ -227,14 +227,19 @@ class GenerationMetrics:
         self.streams_per_step = GENERATION_STREAMS_PER_STEP.labels(model)
 
 
-def register_forecast_model(model: str) -> None:
-    FORECAST_INPUT_LENGTH.labels(model)
+class ForecastInputLengths:
+    """A forecast model's input-length series, bound once: ``labels()`` costs a lock per request."""
+
+    def __init__(self, model: str) -> None:
+        self._histogram = FORECAST_INPUT_LENGTH.labels(model)
+
+    def observe(self, lengths: Iterable[int]) -> None:
+        for length in lengths:
+            self._histogram.observe(length)
 
 
-def observe_forecast_input_lengths(model: str, lengths: Iterable[int]) -> None:
-    histogram = FORECAST_INPUT_LENGTH.labels(model)
-    for length in lengths:
-        histogram.observe(length)
+def register_forecast_model(model: str) -> ForecastInputLengths:
+    return ForecastInputLengths(model)
 
 
 class _RouteSeries:

@@ -91,7 +91,7 @@ class ForecastHandler:
     ) -> None:
         self.manifest = manifest
         self.params = params
-        metrics.register_forecast_model(manifest.name)
+        self._input_lengths = metrics.register_forecast_model(manifest.name)
         self._runner = runner
         self._input_name = manifest.inputs[0].name
         self._output_name = manifest.outputs[0].name
@@ -152,7 +152,7 @@ class ForecastHandler:
         """V2: raw values [B, T] in, every quantile [B, horizon, Q] out; the same path as /v1/forecast."""
         values = inputs[self._input_name]
         count, length = values.shape
-        metrics.observe_forecast_input_lengths(self.manifest.name, (length for _ in range(count)))
+        self._input_lengths.observe(length for _ in range(count))
         errors: list[ErrorDetail] = []
         if (
             0 < count <= self._max_series
@@ -179,7 +179,7 @@ class ForecastHandler:
         return {self._output_name: np.stack(outputs)}
 
     async def forecast(self, query: ForecastQuery) -> list[SeriesForecast]:
-        metrics.observe_forecast_input_lengths(self.manifest.name, (len(s.values) for s in query.series))
+        self._input_lengths.observe(len(s.values) for s in query.series)
         errors: list[ErrorDetail] = []
         horizon = self._resolve_horizon(query.horizon, errors)
         keys_and_indices = self._resolve_quantiles(query.quantiles, errors)

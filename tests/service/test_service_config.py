@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service.app import create_app
 from service.config import Settings
 
 
@@ -48,3 +49,12 @@ def test_rejects_out_of_range(field: str, value: object) -> None:
 def test_rejects_unknown_setting() -> None:
     with pytest.raises(ValidationError):
         Settings(max_body_size=1)  # type: ignore[call-arg]
+
+
+def test_fastapi_native_opentelemetry_follows_its_setting() -> None:
+    # Off by default: FastAPI then skips its per-request checks of the global OpenTelemetry providers.
+    off = create_app(Settings(opentelemetry=False))
+    on = create_app(Settings(opentelemetry=True))
+    assert off._native_telemetry.enabled() is False
+    assert [off._telemetry[k] for k in ("tracing", "metrics", "logs")] == [False, False, False]
+    assert [on._telemetry[k] for k in ("tracing", "metrics", "logs")] == [True, True, True]
