@@ -4,6 +4,7 @@
 each tree in turn (the tree's own ``service`` package comes first on sys.path), loads /v1/forecast at
 each concurrency, and prints rows/s, p50/p99 and server CPU per request (core-ms) per round, then the
 medians. CPU per request moves least when a shared machine is busy, so it is the number to read first.
+The same tree under two configurations: ``--a . --b . --b-env SEQSERVE_WORKERS=1``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_round(
-    tree: Path, models: Path, work: Path, args: argparse.Namespace, bodies: Path
+    tree: Path, models: Path, work: Path, args: argparse.Namespace, bodies: Path, side_env: list[str]
 ) -> list[dict[str, Any]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSERVE_")}
@@ -32,7 +33,7 @@ def one_round(
             "SEQSERVE_HOST": "127.0.0.1",
             "SEQSERVE_WORKERS": str(args.workers), "SEQSERVE_LOG_LEVEL": "warning",
             "PYTHONPATH": str(tree)}  # fmt: skip
-    env |= dict(item.split("=", 1) for item in args.env)
+    env |= dict(item.split("=", 1) for item in [*args.env, *side_env])
     server = Server("ab", [sys.executable, "-m", "service"], env, port, work / "ab.log")
     out = []
     old_cwd = os.getcwd()
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=_ints, default=[1, 64])
     p.add_argument("--path", default="/v1/forecast", choices=["/v1/forecast", "/v1/sentiment"])
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra env for both")
+    p.add_argument("--a-env", action="append", default=[], metavar="K=V", help="extra env for A only")
+    p.add_argument("--b-env", action="append", default=[], metavar="K=V", help="extra env for B only")
     args = p.parse_args(argv)
     results: dict[str, list[list[dict[str, Any]]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="seqserve-ab-") as tmp:
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             order = ("A", "B") if i % 2 == 0 else ("B", "A")
             for name in order:
                 tree = (args.a if name == "A" else args.b).resolve()
-                r = one_round(tree, args.models.resolve(), work, args, bodies)
+                side_env = args.a_env if name == "A" else args.b_env
+                r = one_round(tree, args.models.resolve(), work, args, bodies, side_env)
                 results[name].append(r)
                 cells = "  ".join(
                     f"c{x['connections']}: {x['rows_per_s']:.0f} rows/s p50 {x['p50']:.2f} p99 {x['p99']:.1f}"

@@ -86,6 +86,16 @@ class Settings(BaseSettings):
             "streams legitimately take tens of seconds."
         ),
     )
+    batch_lanes: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description=(
+            "Micro-batches of one model that may run at once in a worker, each on its own thread. "
+            "Session runs release the GIL, so with one ORT thread two lanes keep two cores busy from one "
+            "worker. 0 = the CPU cores per worker divided by the ORT intra-op threads."
+        ),
+    )
     opentelemetry: bool = Field(
         default=False,
         description=(

@@ -7,12 +7,16 @@ How a batch forms:
   next batch takes them all (up to ``max_batch_size`` rows), so batch size follows load.
 * **Bounded wait.** When requests are already queued, the batcher waits at most
   ``max_queue_delay_seconds`` after the oldest one arrived for the batch to fill.
-* **Off the event loop.** Batches run in one worker thread per model, so the loop keeps parsing the
-  next requests meanwhile. The one exception is a quiet period: a batch that arrived idle and is
-  expected (from the model's measured seconds per row) to take at most ``inline_max_seconds`` runs on
-  the loop thread. Nothing is waiting to be parsed then, and two thread handoffs (there and back)
-  cost more than such a batch blocks the loop: at one client, four interleaved rounds measured
-  p50 1.6-2.1 ms instead of 1.9-2.4 ms and 15-50% more requests/s, with no change at 64 clients.
+* **Off the event loop.** Batches run in worker threads, so the loop keeps parsing the next requests
+  meanwhile. A model has ``lanes`` threads (``batch_lanes``; one per core the worker's ORT threads
+  leave free): with one, batches run one at a time, which is what makes the next batch grow while
+  the current one runs; with more, a batch starts as soon as a lane is free, and session runs, which
+  release the GIL, use several cores from one worker. The one exception is a quiet period: a batch
+  that arrived idle and is expected (from the model's measured seconds per row) to take at most
+  ``inline_max_seconds`` runs on the loop thread. Nothing is waiting to be parsed then, and two
+  thread handoffs (there and back) cost more than such a batch blocks the loop: at one client, four
+  interleaved rounds measured p50 1.6-2.1 ms instead of 1.9-2.4 ms and 15-50% more requests/s, with
+  no change at 64 clients.
 
 Rows only share a batch when their shapes agree, except along axes the task declares paddable
 (sentiment ``input_ids``, whose graph masks padding). Forecast rows of different lengths go to
@@ -92,6 +96,7 @@ class MicroBatcher:
         observer: BatchObserver | None = None,
         label: str = "model",
         inline_max_seconds: float = 0.0,
+        lanes: int = 1,
     ) -> None:
         self._run_batch = run_batch
         self._max_batch = max_batch_size
@@ -105,12 +110,16 @@ class MicroBatcher:
         self._seconds_per_row: float | None = None
         self._queue: deque[_Item] = deque()
         self._queued_rows = 0
-        # One thread per model: batches of a model run one at a time, which is what makes the
-        # next batch grow while the current one runs; ORT parallelises inside the batch.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{label}")
+        # One thread per lane: with one lane, batches of a model run one at a time, which is what makes
+        # the next batch grow while the current one runs; ORT parallelises inside the batch.
+        self._lanes = lanes
+        self._executor = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"batch-{label}")
         self._wakeup: asyncio.Event | None = None
-        self._busy = False
+        self._lane_free: asyncio.Event | None = None
+        self._running = 0
         self._task: asyncio.Task[None] | None = None
+        # Batches in flight on the lanes (kept so that they are not collected while running).
+        self._batches: set[asyncio.Task[None]] = set()
 
     @property
     def queued_rows(self) -> int:
@@ -136,7 +145,7 @@ class MicroBatcher:
                       min(self._max_batch, rows - s), key, loop.create_future())
                 for s in range(0, rows, self._max_batch)
             ]  # fmt: skip
-        if not self._queue and not self._busy:
+        if not self._queue and not self._running:
             # The whole request counts as the start of a quiet period: its tail chunk must not wait
             # for the timer behind its own head.
             for item in items:
@@ -171,50 +180,65 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._wakeup = asyncio.Event()
+            self._lane_free = asyncio.Event()
             self._queue.clear()
             self._queued_rows = 0
-            self._busy = False
+            self._running = 0
+            self._batches.clear()
             self._task = loop.create_task(self._loop(), name=f"batcher-{self._label}")
 
     async def _loop(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None and self._lane_free is not None
         while True:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            while self._running >= self._lanes:
+                self._lane_free.clear()
+                await self._lane_free.wait()
             if not self._queue[0].arrived_idle:
                 await self._wait_to_fill()
             batch = self._take()
             if not batch:
                 continue
-            self._busy = True
-            started = time.perf_counter()
-            waits = [started - item.enqueued for item in batch]
-            feeds = self._collate(batch)
+            self._running += 1
             rows = sum(i.rows for i in batch)
-            try:
-                if self._runs_inline(batch[0], rows):
-                    out = self._run_batch(feeds)
-                else:
-                    out = await loop.run_in_executor(self._executor, self._run_batch, feeds)
-            except Exception as exc:  # fan the failure out to exactly this batch's requests
-                logger.warning("%s: batch of %d rows failed: %r", self._label, len(batch), exc)
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            finally:
-                self._busy = False
-                self._observer.queue_rows(self._queued_rows)
-            elapsed = time.perf_counter() - started
-            self._learn_speed(rows, elapsed)
-            self._observer.batch_done(rows, waits, elapsed)
-            offset = 0
+            if self._runs_inline(batch[0], rows):
+                await self._run(batch, rows, inline=True)
+            else:
+                task = asyncio.get_running_loop().create_task(self._run(batch, rows, inline=False))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+
+    async def _run(self, batch: list[_Item], rows: int, inline: bool) -> None:
+        """One batch on a lane; its outputs (or its failure) go to exactly its requests."""
+        started = time.perf_counter()
+        waits = [started - item.enqueued for item in batch]
+        try:
+            feeds = self._collate(batch)
+            if inline:
+                out = self._run_batch(feeds)
+            else:
+                out = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, feeds)
+        except Exception as exc:
+            logger.warning("%s: batch of %d rows failed: %r", self._label, len(batch), exc)
             for item in batch:
                 if not item.future.done():
-                    item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})
-                offset += item.rows
+                    item.future.set_exception(exc)
+            return
+        finally:
+            self._running -= 1
+            assert self._lane_free is not None
+            self._lane_free.set()
+            self._observer.queue_rows(self._queued_rows)
+        elapsed = time.perf_counter() - started
+        self._learn_speed(rows, elapsed)
+        self._observer.batch_done(rows, waits, elapsed)
+        offset = 0
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})
+            offset += item.rows
 
     def _runs_inline(self, first: _Item, rows: int) -> bool:
         if not first.arrived_idle or self._seconds_per_row is None:

@@ -28,6 +28,7 @@ class BatchingConfig:
     max_queue_rows: int
     observer: BatchObserver | None = None
     inline_max_seconds: float = 0.0
+    lanes: int = 1
 
 
 class ModelRunner:
@@ -171,6 +172,7 @@ class ModelRunner:
                 max_queue_delay_seconds=self._batching.max_queue_delay_seconds,
                 max_queue_rows=self._batching.max_queue_rows,
                 inline_max_seconds=self._batching.inline_max_seconds,
+                lanes=self._batching.lanes,
                 pad_values=self._pad_values,
                 observer=self._batching.observer or self._observer,
                 label=self._label,

@@ -37,7 +37,7 @@ from service.runtime.manifest import (
     verify_files,
 )
 from service.runtime.memory import release_freed_memory
-from service.runtime.session import build_session, check_tensor_specs
+from service.runtime.session import batch_lanes, build_session, check_tensor_specs
 from service.runtime.versions import VersionPolicy, select_versions
 from service.tasks import HANDLER_FACTORIES, TaskHandler
 
@@ -365,6 +365,7 @@ class ModelRegistry:
             max_queue_delay_seconds=self._settings.max_queue_delay_seconds,
             max_queue_rows=self._settings.max_queue_rows,
             inline_max_seconds=self._settings.inline_max_seconds,
+            lanes=batch_lanes(self._settings),
         )
 
     def _read_manifest(self, name: str, version: int, version_dir: Path) -> ModelManifest:

@@ -44,6 +44,13 @@ def intra_op_threads(settings: Settings) -> int:
     return cores_per_worker(settings)
 
 
+def batch_lanes(settings: Settings) -> int:
+    """Explicit setting, else as many concurrent batches per model as the worker's cores can run."""
+    if settings.batch_lanes:
+        return settings.batch_lanes
+    return max(1, cores_per_worker(settings) // intra_op_threads(settings))
+
+
 def generation_lanes(settings: Settings) -> int:
     """Explicit setting, else as many lanes as the worker's cores can run at its intra-op thread count."""
     if settings.generation_lanes:

@@ -221,3 +221,47 @@ def test_no_inline_run_when_the_estimate_exceeds_the_budget_or_the_batcher_is_bu
     # a quiet period: their batch goes to the worker thread too.
     assert held.batches == [1, 2]
     assert loop_thread not in held.threads
+
+
+class ConcurrencyProbe:
+    """Row-wise y = 3x; counts how many batches are inside it at once, holding each until released."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.most_inside = 0
+        self.both_inside = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, feeds: Arrays) -> Arrays:
+        with self.lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            if self.inside == 2:
+                self.both_inside.set()
+        self.release.wait(timeout=30)
+        with self.lock:
+            self.inside -= 1
+        return {"y": 3 * feeds["x"]}
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_lanes_bound_how_many_batches_run_at_once_and_answers_stay_with_their_requests(lanes: int) -> None:
+    probe = ConcurrencyProbe()
+    batcher = MicroBatcher(
+        probe, label="test", max_batch_size=2, max_queue_delay_seconds=0.0, max_queue_rows=100, lanes=lanes
+    )
+
+    async def scenario() -> list[Arrays]:
+        calls = [asyncio.ensure_future(batcher.submit(_rows(float(v), float(v) + 0.5))) for v in range(6)]
+        # Two lanes: a second batch starts while the first is still inside the model.
+        both = await asyncio.get_running_loop().run_in_executor(None, probe.both_inside.wait, 0.5)
+        assert both == (lanes == 2)
+        probe.release.set()
+        return [await c for c in calls]
+
+    answers = asyncio.run(scenario())
+    assert probe.most_inside == lanes
+    for v, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer["y"], 3 * _rows(float(v), float(v) + 0.5)["x"])
+    batcher.close()

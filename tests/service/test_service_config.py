@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.config import Settings
+from service.runtime.session import batch_lanes
 
 
 def test_defaults() -> None:
@@ -58,3 +60,12 @@ def test_fastapi_native_opentelemetry_follows_its_setting() -> None:
     assert off._native_telemetry.enabled() is False
     assert [off._telemetry[k] for k in ("tracing", "metrics", "logs")] == [False, False, False]
     assert [on._telemetry[k] for k in ("tracing", "metrics", "logs")] == [True, True, True]
+
+
+def test_batch_lanes_default_to_the_cores_the_ort_threads_leave_per_worker() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert batch_lanes(Settings(workers=1, ort_intra_op_threads=1)) == cores
+    assert batch_lanes(Settings(workers=cores, ort_intra_op_threads=1)) == 1
+    # Default ORT threads take the worker's whole share of the cores: one lane, as before lanes existed.
+    assert batch_lanes(Settings(workers=1)) == 1
+    assert batch_lanes(Settings(workers=1, batch_lanes=3)) == 3
