@@ -63,8 +63,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--forecaster", default="m4-hourly")
     # The accuracy/speed choice (README, Models): the ensemble at 64 connections and at --multi-series.
     p.add_argument("--ensemble", default="m4-hourly-ensemble", help="also load this forecaster ('' = skip)")
-    p.add_argument("--sentiment-model", default="sst2-bilstm", help="for its own layout ceiling")
-    p.add_argument("--sentiment-version", default="1", help="the version the service serves by default")
+    # The model /v1/sentiment serves by default (SEQSERVE_DEFAULT_MODELS), so the ratio compares like
+    # with like; version '' = the one the service picks (service/runtime/versions.py).
+    p.add_argument("--sentiment-model", default="sst2-distilled", help="for its own layout ceiling")
+    p.add_argument("--sentiment-version", default="", help="default: the version the service serves")
     p.add_argument("--fp32-version", default="1")
     p.add_argument("--int8-version", default="2")
     p.add_argument(
@@ -212,7 +214,8 @@ def run_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 
 def run_sentiment_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    version_dir = args.models / args.sentiment_model / args.sentiment_version
+    version = args.sentiment_version or _served_version(args.models / args.sentiment_model)
+    version_dir = args.models / args.sentiment_model / version
     if not (version_dir / "model.onnx").exists():
         print(f"sentiment layout ceiling: no {version_dir}/model.onnx, skipped", file=sys.stderr)
         return
@@ -221,7 +224,15 @@ def run_sentiment_ceiling(args: argparse.Namespace, results: dict[str, Any]) -> 
     layout = sentiment_ceiling.measure_processes(
         version_dir, texts, args.ceiling_batches, args.ceiling_seconds, args.workers
     )
-    results["sentiment_layout_ceiling"] = {**layout, "version": f"v{args.sentiment_version}"}
+    results["sentiment_layout_ceiling"] = {**layout, "model": args.sentiment_model, "version": f"v{version}"}
+
+
+def _served_version(model_dir: Path) -> str:
+    """The version the service serves by default (highest that does not opt out), or '' if none."""
+    from service.runtime.versions import choose_default, version_folders
+
+    folders = version_folders(model_dir) if model_dir.is_dir() else {}
+    return str(choose_default(folders, folders, None)) if folders else ""
 
 
 def load_phase(
