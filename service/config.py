@@ -173,6 +173,14 @@ class Settings(BaseSettings):
             "measured faster and with a lower peak than plain malloc, which fragments."
         ),
     )
+    ort_shared_cpu_arena: bool = Field(
+        default=True,
+        description=(
+            "With the CPU arena on, one arena shared by every session of the worker instead of one per "
+            "session, which each kept its own peak (docs/memory.md); a model's weights still leave with it "
+            "on unload, its share of the arena stays for the others."
+        ),
+    )
     max_batch_size: int = Field(
         default=64, gt=0, description="Most rows in one micro-batch, and so in one session.run call."
     )

@@ -36,7 +36,7 @@ from service.runtime.manifest import (
     load_manifest,
     verify_files,
 )
-from service.runtime.memory import release_freed_memory
+from service.runtime.memory import pin_mmap_threshold, release_freed_memory, trim_heap
 from service.runtime.session import batch_lanes, build_session, check_tensor_specs
 from service.runtime.versions import VersionPolicy, select_versions
 from service.tasks import HANDLER_FACTORIES, TaskHandler
@@ -108,6 +108,11 @@ class ModelRegistry:
         if not root.is_dir():
             raise RepositoryError(f"model repository {root} is not a directory")
         names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        pin_mmap_threshold()
+        # Largest first: building a session briefly needs about twice its weights (the parsed model and
+        # the tensors made from it), and that transient is the worker's peak RSS when it lands on top of
+        # every other model already loaded (docs/memory.md). The snapshot is sorted by name regardless.
+        names.sort(key=lambda name: -_weights_bytes(root / name))
         entries = {name: self._load_one(name, root / name) for name in names}
         for pinned in sorted(set(self._settings.model_versions) - set(names)):
             record = ModelRecord(pinned, "failed", error=f"pinned in settings but {root / pinned} is missing")
@@ -352,6 +357,10 @@ class ModelRegistry:
             logger.error("model refused: name=%s version=%s reason=%s", name, version, message)
             # Keep the manifest when we got that far so /v1/models can still show task and parameters.
             return ModelRecord(name, "failed", version=version, manifest=manifest, error=message)
+        finally:
+            # What the build freed (the parsed model, pre-packing scratch) goes back to the kernel before
+            # the next model loads, instead of lingering as heap holes under it.
+            trim_heap()
         logger.info(
             "model loaded: name=%s version=%s sha256=%s provider=%s warmup_ms=%.1f",
             name, version, (record.model_sha256 or "")[:12], record.provider, record.warmup_ms or 0.0,
@@ -410,6 +419,14 @@ class ModelRegistry:
             model_sha256=manifest.files[MODEL_FILENAME].sha256,
             warmup_ms=(time.perf_counter() - started) * 1000.0,
         )
+
+
+def _weights_bytes(model_dir: Path) -> int:
+    """Bytes of every version's graph file in a model folder: the order of its load-time footprint."""
+    try:
+        return sum(path.stat().st_size for path in model_dir.glob(f"*/{MODEL_FILENAME}"))
+    except OSError:  # unreadable: load() reports it; order does not matter then
+        return 0
 
 
 def _retire(entry: _Entry) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,22 @@ import onnxruntime as ort
 from service.config import Settings
 from service.runtime.manifest import ORT_ELEMENT_TYPES, ModelManifest, TensorSpec
 
+# Session config entry that makes a session allocate from the allocators registered with ORT's environment.
+SHARED_ARENA_ENTRY = "session.use_env_allocators"
+_arena_lock = threading.Lock()
+_arena_registered = False
+
 
 class SpecMismatchError(Exception):
     """The graph's inputs or outputs are not what the manifest promises."""
 
 
 def build_session(model_path: Path, providers: list[str], settings: Settings) -> Any:
+    options = session_options(settings)
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+
+
+def session_options(settings: Settings) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = intra_op_threads(settings)
@@ -29,7 +40,27 @@ def build_session(model_path: Path, providers: list[str], settings: Settings) ->
     # The arena keeps its peak, so memory is bounded by max_batch_size (LSTM buffers scale with rows x
     # length), so RSS stays flat after large batches at a level set by the cap.
     options.enable_cpu_mem_arena = settings.ort_cpu_mem_arena
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    if settings.ort_cpu_mem_arena and settings.ort_shared_cpu_arena:
+        # One arena for every session of the process: each session's own arena kept its own peak, so a
+        # worker held the sum of all models' peaks; shared, it holds about the largest (docs/memory.md).
+        _register_shared_cpu_arena()
+        options.add_session_config_entry(SHARED_ARENA_ENTRY, "1")
+    return options
+
+
+def _register_shared_cpu_arena() -> None:
+    """Register the process-wide CPU arena with ORT's environment, once; sessions opt in per options."""
+    global _arena_registered
+    with _arena_lock:
+        if _arena_registered:
+            return
+        memory_info = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        # ORT's defaults (no cap, grow by powers of two, default first chunk); kSameAsRequested measured
+        # a higher RSS after traffic.
+        ort.create_and_register_allocator(memory_info, ort.OrtArenaCfg(0, 0, -1, -1))
+        _arena_registered = True
 
 
 def cores_per_worker(settings: Settings) -> int:
