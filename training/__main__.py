@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
     sp.add_argument("students", type=Path, nargs="+", help="version folders of sst2-distill runs")
     sp.add_argument("--threads", type=int, default=1, help="torch threads")
+    sp.add_argument("--dev-only", action="store_true", help="score the candidates on dev; no export, no test")
 
     es = sub.add_parser("evaluate-sentiment", help="re-score a committed sentiment model with onnxruntime")
     es.add_argument("version_dir", type=Path)
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         from training import distill_pair
 
         torch.set_num_threads(args.threads)
+        if args.dev_only:
+            distill_pair.dev_only(args.students)
+            return 0
         distill_pair.run_pair(args.out, args.students, args.name or args.out.resolve().parent.name)
     elif args.command == "evaluate-sentiment":
         sentiment_pipeline.reevaluate(args.version_dir)

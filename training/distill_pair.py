@@ -23,8 +23,8 @@ from torch import nn
 from training.distill_pipeline import ANCHORS, DistillConfig
 from training.manifest import sha256_file
 from training.models import BiLSTMSentiment
-from training.sentiment_pipeline import DevSplit, TrainSplit, run_sentiment
-from training.sentiment_train import SentimentConfig, predict_proba
+from training.sentiment_pipeline import SST_DEV, DevSplit, TrainSplit, encode_rows, run_sentiment
+from training.sentiment_train import SentimentConfig, predict_proba, read_tsv
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,41 @@ def load_student(version_dir: Path, vocab_size: int, cfg: SentimentConfig) -> Bi
     return model.eval()
 
 
+def dev_candidates(
+    students: list[BiLSTMSentiment], dev_rows: list[list[int]], dev_labels: np.ndarray
+) -> list[dict[str, object]]:
+    """GLUE dev accuracy of every non-empty subset of the students (mean of their logits)."""
+    candidates: list[dict[str, object]] = []
+    for size in range(1, len(students) + 1):
+        for subset in itertools.combinations(range(len(students)), size):
+            model = StudentEnsemble([students[i] for i in subset])
+            pred = predict_proba(model, dev_rows, torch.device("cpu")).argmax(axis=1)  # type: ignore[arg-type]
+            acc = float((pred == dev_labels).mean())
+            candidates.append({"students": list(subset), "dev_accuracy": acc})
+            log.info("dev accuracy of students %s: %.4f", list(subset), acc)
+    return candidates
+
+
+def best_candidate(candidates: list[dict[str, object]]) -> list[int]:
+    """The highest dev accuracy; ties go to fewer students (cheaper), then to the earlier ones."""
+    best = max(candidates, key=lambda c: (float(str(c["dev_accuracy"])), -len(c["students"])))  # type: ignore[arg-type]
+    return [int(i) for i in best["students"]]  # type: ignore[attr-defined]
+
+
+def dev_only(student_dirs: list[Path]) -> list[dict[str, object]]:
+    """The dev side of ``sst2-distill-pair`` alone: no export, and the test set is not read."""
+    manifest = json.loads((student_dirs[0] / "model.json").read_text())
+    tok = Tokenizer.from_file(str(student_dirs[0] / "tokenizer.json"))
+    cfg = DistillConfig().student
+    texts, labels = read_tsv(SST_DEV)
+    students = [load_student(d, manifest["parameters"]["vocab_size"], cfg) for d in student_dirs]
+    candidates = dev_candidates(students, encode_rows(tok, texts, cfg.max_tokens), labels)
+    for c in candidates:
+        print(f"students {c['students']}: dev {100 * float(str(c['dev_accuracy'])):.2f}")
+    print(f"chosen on dev: {best_candidate(candidates)}")
+    return candidates
+
+
 class PairTrainer:
     """``run_sentiment``'s trainer: loads the students, lets dev choose, returns the chosen graph."""
 
@@ -74,18 +109,9 @@ class PairTrainer:
             if Tokenizer.from_file(str(d / "tokenizer.json")).to_str() != ours:
                 raise ValueError(f"{d}: a different tokenizer.json; students must share the vocabulary")
         students = [load_student(d, vocab_size, cfg) for d in self.student_dirs]
-        dev_rows, dev_labels = dev
-        device = torch.device("cpu")
-        candidates = []
-        for size in range(1, len(students) + 1):
-            for subset in itertools.combinations(range(len(students)), size):
-                model = StudentEnsemble([students[i] for i in subset])
-                pred = predict_proba(model, dev_rows, device).argmax(axis=1)  # type: ignore[arg-type]
-                acc = float((pred == dev_labels).mean())
-                candidates.append({"students": list(subset), "dev_accuracy": acc})
-                log.info("dev accuracy of students %s: %.4f", list(subset), acc)
-        best = max(candidates, key=lambda c: (c["dev_accuracy"], -len(c["students"])))  # type: ignore[arg-type]
-        chosen = [int(i) for i in best["students"]]  # type: ignore[attr-defined]
+        candidates = dev_candidates(students, dev[0], dev[1])
+        chosen = best_candidate(candidates)
+        best = next(c for c in candidates if c["students"] == chosen)
         log.info("chosen on dev: students %s (%.4f)", chosen, best["dev_accuracy"])
         first = manifests[chosen[0]]["training"]
         looks = list(self.earlier_test_looks)
