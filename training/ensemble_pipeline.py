@@ -227,7 +227,7 @@ def run_ensemble(
         "version": int(out.name) if out.name.isdigit() else out.name,
         "task": "forecast",
         "description": (
-            f"{len(members)} global LSTM quantile forecasters (context {sorted(set(lengths))}), combined "
+            f"{len(reports)} global LSTM quantile forecasters (context {sorted(set(lengths))}), combined "
             f"per quantile by {COMBINER_WORDS[str(selection['combiner'])]} inside the graph; "
             "raw values in, raw units out."
         ),

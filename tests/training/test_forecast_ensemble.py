@@ -1,4 +1,4 @@
-"""The one-graph forecaster ensemble: its combiner, and the committed models/m4-hourly-ensemble/1."""
+"""The one-graph forecaster ensemble: its combiner, member choice, and the committed versions 1 and 2."""
 
 import json
 from pathlib import Path
@@ -10,18 +10,31 @@ import torch
 
 from training.ensemble_model import ForecastEnsemble, combine, order_weights
 from training.ensemble_pipeline import ensemble_from_manifest
+from training.ensemble_select import HoldoutScorer, choose_members
 from training.export import ort_session, parity
 from training.forecast_pipeline import M4_TRAIN, parity_cases
 from training.forecast_train import ForecastConfig, _schedule, point_loss
 from training.models import LSTMForecaster
 from training.series_io import load_m4_wide
 
-ENSEMBLE_DIR = Path(__file__).resolve().parents[2] / "models/m4-hourly-ensemble/1"
+ENSEMBLE = Path(__file__).resolve().parents[2] / "models/m4-hourly-ensemble"
+ENSEMBLE_DIR = ENSEMBLE / "1"
+V2_DIR = ENSEMBLE / "2"
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["v1", "v2"])
+def version_dir(request: pytest.FixtureRequest) -> Path:
+    return ENSEMBLE / str(request.param)
 
 
 @pytest.fixture(scope="module")
-def manifest() -> dict[str, Any]:
-    return json.loads((ENSEMBLE_DIR / "model.json").read_text())
+def manifest(version_dir: Path) -> dict[str, Any]:
+    return json.loads((version_dir / "model.json").read_text())
+
+
+def _manifest(version_dir: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((version_dir / "model.json").read_text())
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +80,14 @@ def test_each_member_reads_its_own_context_length():
         ForecastEnsemble(members, [8, 12, 20], "median", interval_scale=0.0)
 
 
-def test_committed_manifest_records_members_selection_and_test_looks(manifest: dict[str, Any]):
-    assert (manifest["name"], manifest["version"], manifest["task"]) == ("m4-hourly-ensemble", 1, "forecast")
+def test_committed_manifest_records_members_selection_and_test_looks(
+    manifest: dict[str, Any], version_dir: Path
+):
+    assert (manifest["name"], manifest["version"], manifest["task"]) == (
+        "m4-hourly-ensemble",
+        int(version_dir.name),
+        "forecast",
+    )
     t, p = manifest["training"], manifest["parameters"]
     lengths = [m["spec"]["context_length"] for m in t["members"]]
     assert (
@@ -85,20 +104,20 @@ def test_committed_manifest_records_members_selection_and_test_looks(manifest: d
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_committed_ensemble_matches_its_torch_weights(
-    batch: int, manifest: dict[str, Any], series: list[np.ndarray]
+    batch: int, manifest: dict[str, Any], series: list[np.ndarray], version_dir: Path
 ):
-    ensemble = ensemble_from_manifest(ENSEMBLE_DIR)
+    ensemble = ensemble_from_manifest(version_dir)
     p = manifest["parameters"]
     shape = ForecastConfig(context_length=p["context_length"], min_context_length=p["min_context_length"])
     cases = [c for c in parity_cases(series, shape) if c[0].startswith(f"batch{batch}_")]
     assert {c[1]["values"].shape[1] for c in cases} == {p["min_context_length"], p["context_length"]}
-    assert parity(ensemble, ENSEMBLE_DIR / "model.onnx", cases)["max_rel_diff"] < 1e-4
+    assert parity(ensemble, version_dir / "model.onnx", cases)["max_rel_diff"] < 1e-4
 
 
 def test_committed_ensemble_is_batch_invariant_and_monotone(
-    manifest: dict[str, Any], series: list[np.ndarray]
+    manifest: dict[str, Any], series: list[np.ndarray], version_dir: Path
 ):
-    sess = ort_session(ENSEMBLE_DIR / "model.onnx")
+    sess = ort_session(version_dir / "model.onnx")
     for length in (
         manifest["parameters"]["min_context_length"],
         200,
@@ -131,8 +150,8 @@ def test_point_loss_terms_and_the_step_schedule():
     assert lrs[70] == pytest.approx(0.3) and lrs[90] == pytest.approx(0.09)
 
 
-def test_v1_member_is_v1s_weights_and_the_test_looks_add_up(manifest: dict[str, Any]):
-    t = manifest["training"]
+def test_v1_member_is_v1s_weights_and_the_test_looks_add_up():
+    t = _manifest(ENSEMBLE_DIR)["training"]
     reused = [m for m in t["members"] if m.get("weights_from")]
     v1_weights = "models/m4-hourly/1/torch_state.pt"
     assert [m["weights_from"] for m in reused] == [t["member_weights"]] == [v1_weights]
@@ -147,3 +166,53 @@ def test_v1_member_is_v1s_weights_and_the_test_looks_add_up(manifest: dict[str, 
     assert member.keys() == v1.keys()
     for key, value in v1.items():
         torch.testing.assert_close(member[key], value, rtol=0, atol=0)
+
+
+def test_member_choice_takes_the_subset_and_combiner_with_the_lowest_holdout_owa():
+    rng = np.random.default_rng(3)
+    fit = [rng.uniform(50, 150, size=200) for _ in range(6)]
+    truth = np.stack([s[-24:] for s in fit]) * rng.uniform(0.9, 1.1, size=(6, 24))
+    quantiles = [0.1, 0.5, 0.9]
+    scorer = HoldoutScorer(fit, truth, quantiles, 24)
+    exact = truth[:, :, None] + np.array([-1.0, 0.0, 1.0])
+    # Members 0 and 2 are exact, 1 and 3 too high: the median of {0, 1, 2} (or, later in the order,
+    # of {0, 2, 3}) is exact; every mean, and every combination of all four, is not.
+    stacked = np.stack([exact, exact * 1.5, exact, exact * 1.3])
+    keep, combiner, table = choose_members(stacked, scorer, 3)
+    assert keep == [0, 1, 2] and combiner == "median"
+    assert table[0]["owa"] == 0.0 and table[0]["members"] == keep
+    assert all(len(row["members"]) >= 3 for row in table)
+    assert len({(tuple(row["members"]), row["combiner"]) for row in table}) == len(table)
+    # min_members equal to the count keeps everyone (version 1's rule) and only picks the combiner.
+    everyone, _, _ = choose_members(stacked, scorer, 4)
+    assert everyone == [0, 1, 2, 3]
+
+
+def test_v2_reuses_v1s_members_bit_for_bit_and_counts_their_time():
+    t1, t2 = _manifest(ENSEMBLE_DIR)["training"], _manifest(V2_DIR)["training"]
+    v1_members = ensemble_from_manifest(ENSEMBLE_DIR).members
+    v2_members = ensemble_from_manifest(V2_DIR).members
+    v1_specs = [m["spec"] for m in t1["members"]]
+    considered = t2["members"] + t2["members_trained_not_kept"]
+    reused = [m for m in considered if not m["trained_in_this_run"]]
+    assert reused and all(m["spec"] in v1_specs for m in reused)
+    for index, member in enumerate(t2["members"]):
+        if member["trained_in_this_run"]:
+            continue
+        before = v1_members[v1_specs.index(member["spec"])].state_dict()
+        after = v2_members[index].state_dict()
+        assert before.keys() == after.keys()
+        for key, value in before.items():
+            torch.testing.assert_close(after[key], value, rtol=0, atol=0)
+    # The honest time: this run's wall time plus every reused member's recorded training time,
+    # whether or not the holdout kept it; within the issue's hour.
+    assert t2["reused_seconds"] == pytest.approx(sum(m["train_seconds"] for m in reused))
+    assert t2["reused_seconds"] < t2["train_seconds"] <= 3600
+    assert f"--reuse-members {ENSEMBLE_DIR.relative_to(ENSEMBLE.parents[1])}" in t2["command"]
+    # Cumulative test looks: version 1's four, then this one.
+    assert t2["configurations_scored_on_test"] == t1["configurations_scored_on_test"] + 1
+    assert t2["configurations_scored_on_test"] == len(t2["earlier_test_looks"]) + 1
+    best = t2["selection"]["best_subsets"][0]
+    assert best["owa"] == min(row["owa"] for row in t2["selection"]["best_subsets"])
+    assert best["members"] == t2["selection"]["members_kept"] and len(best["members"]) == len(t2["members"])
+    assert best["combiner"] == t2["selection"]["combiner"]

@@ -14,7 +14,9 @@ from training.__main__ import main
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("version", ["sst2-bilstm/2", "m4-hourly/1", "m4-hourly-ensemble/1"])
+@pytest.mark.parametrize(
+    "version", ["sst2-bilstm/2", "m4-hourly/1", "m4-hourly-ensemble/1", "m4-hourly-ensemble/2"]
+)
 def test_profile_data_reproduces_the_committed_profile(version: str, tmp_path: Path) -> None:
     source = REPO / "models" / version
     target = tmp_path / version

@@ -25,6 +25,12 @@ COMMITTED = {
         "report_coverage.png",
         "report_owa.png",
     },
+    "m4-hourly-ensemble/2": {
+        "report_learning_curves.png",
+        "report_fan_charts.png",
+        "report_coverage.png",
+        "report_owa.png",
+    },
 }
 
 
