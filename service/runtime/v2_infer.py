@@ -9,7 +9,7 @@ one request per ``session.run``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,9 +29,23 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "seqserve", "version": __version__, "extensions": EXTENSIONS}
 
 
+# Handler class -> whether it is a TensorTask. isinstance against a runtime-checkable Protocol looks up
+# (and so evaluates) every member on each call, tens of microseconds per request; handler classes
+# declare their members on the class, so the answer per class never changes.
+_TENSOR_TASK_CLASSES: dict[type, bool] = {}
+
+
+def as_tensor_task(handler: object) -> TensorTask | None:
+    kind = type(handler)
+    known = _TENSOR_TASK_CLASSES.get(kind)
+    if known is None:
+        known = _TENSOR_TASK_CLASSES[kind] = isinstance(handler, TensorTask)
+    return cast(TensorTask, handler) if known else None
+
+
 def tensor_specs(record: ModelRecord) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    handler = record.handler
-    if isinstance(handler, TensorTask):
+    handler = as_tensor_task(record.handler)
+    if handler is not None:
         return handler.tensor_inputs, handler.tensor_outputs
     assert record.manifest is not None
     return list(record.manifest.inputs), list(record.manifest.outputs)
@@ -94,8 +108,8 @@ async def infer(record: ModelRecord, request: InferRequest) -> list[Output]:
     inputs, outputs = tensor_specs(record)
     check_inputs(inputs, request)
     wanted = check_outputs(outputs, request)
-    handler = record.handler
-    if isinstance(handler, TensorTask):
+    handler = as_tensor_task(record.handler)
+    if handler is not None:
         results = await handler.infer_tensors(request.inputs)
     else:
         assert record.runner is not None
