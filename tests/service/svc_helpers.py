@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
-from collections.abc import Callable
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +87,31 @@ def assert_error(
     if error_type is not None:
         assert error["type"] == error_type
     return error
+
+
+@contextmanager
+def launched_service(
+    tmp_path: Path, port: int, workers: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``python -m service`` as deployed, on an empty repository, until every worker has started.
+
+    Yields the launcher process and its log; on exit, SIGTERM must end it with status 0.
+    """
+    (tmp_path / "models").mkdir(exist_ok=True)
+    full_env = {**os.environ, "SEQSERVE_WORKERS": str(workers), "SEQSERVE_PORT": str(port),
+                "SEQSERVE_HOST": "127.0.0.1", "SEQSERVE_MODEL_REPOSITORY": str(tmp_path / "models"),
+                **(env or {})}  # fmt: skip
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        command = [sys.executable, "-m", "service"]
+        proc = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count("Application startup complete.") < workers:
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        yield proc, log_path
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log_path.read_text()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from svc_helpers import REPO
+from svc_helpers import REPO, launched_service
 
 from service.http.protocol import CoalescingTransport
 
@@ -131,29 +131,14 @@ def test_an_unparseable_request_still_gets_its_400_before_the_close(server: int)
 
 @pytest.mark.parametrize(("operator_value", "expected"), [(None, "false"), ("true", "true")])
 def test_workers_run_the_tokenizers_without_their_spinning_thread_pool(
-    tmp_path: Path, operator_value: str | None, expected: str
+    tmp_path: Path, operator_value: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "models").mkdir()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
-    env |= {"SEQSERVE_PORT": str(port), "SEQSERVE_HOST": "127.0.0.1", "SEQSERVE_WORKERS": "2",
-            "SEQSERVE_MODEL_REPOSITORY": str(tmp_path / "models")}  # fmt: skip
-    if operator_value is not None:
-        env["TOKENIZERS_PARALLELISM"] = operator_value
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while log_path.read_text().count("Application startup complete.") < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    env = {} if operator_value is None else {"TOKENIZERS_PARALLELISM": operator_value}
+    with launched_service(tmp_path, _free_port(), 2, env) as (proc, _):
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) == 2
         for pid in workers:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert f"TOKENIZERS_PARALLELISM={expected}".encode() in environ
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log_path.read_text()

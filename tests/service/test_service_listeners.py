@@ -5,16 +5,13 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import signal
 import socket
 import subprocess
-import sys
-import time
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import pytest
-from svc_helpers import REPO
+from svc_helpers import launched_service
 
 from service.http.listeners import (
     REUSE_PORT_SUPPORTED,
@@ -110,20 +107,9 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 def test_two_workers_each_listen_on_their_own_socket_and_both_serve(tmp_path: Path) -> None:
-    (tmp_path / "models").mkdir()
     port = _free_port()
-    env = {**os.environ, "SEQSERVE_WORKERS": "2", "SEQSERVE_PORT": str(port), "SEQSERVE_HOST": "127.0.0.1",
-           "SEQSERVE_MODEL_REPOSITORY": str(tmp_path / "models"), "SEQSERVE_LOG_LEVEL": "info",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}  # fmt: skip
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while log_path.read_text().count("Application startup complete.") < 2:
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+    env = {"SEQSERVE_LOG_LEVEL": "info", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    with launched_service(tmp_path, port, 2, env) as (proc, log_path):
         workers = [p for p in _children(proc.pid) if _socket_inodes(p) & _listening_inodes(port)]
         listeners = _listening_inodes(port)
         # Two listening sockets on the port, one in each worker, none shared and none in the supervisor.
@@ -147,7 +133,4 @@ def test_two_workers_each_listen_on_their_own_socket_and_both_serve(tmp_path: Pa
                 client.close()
         assert sum(served.values()) == CONNECTIONS, served
         assert all(count > 0 for count in served.values()), served
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log_path.read_text()
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
