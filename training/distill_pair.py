@@ -52,12 +52,19 @@ def load_student(version_dir: Path, vocab_size: int, cfg: SentimentConfig) -> Bi
     return model.eval()
 
 
+# Issue #13 allows a student of at most twice the BiLSTM's inference cost: a pair, never three.
+MAX_STUDENTS = 2
+
+
 def dev_candidates(
-    students: list[BiLSTMSentiment], dev_rows: list[list[int]], dev_labels: np.ndarray
+    students: list[BiLSTMSentiment],
+    dev_rows: list[list[int]],
+    dev_labels: np.ndarray,
+    max_students: int = MAX_STUDENTS,
 ) -> list[dict[str, object]]:
-    """GLUE dev accuracy of every non-empty subset of the students (mean of their logits)."""
+    """GLUE dev accuracy of every subset of at most ``max_students`` students (mean of their logits)."""
     candidates: list[dict[str, object]] = []
-    for size in range(1, len(students) + 1):
+    for size in range(1, min(len(students), max_students) + 1):
         for subset in itertools.combinations(range(len(students)), size):
             model = StudentEnsemble([students[i] for i in subset])
             pred = predict_proba(model, dev_rows, torch.device("cpu")).argmax(axis=1)  # type: ignore[arg-type]
@@ -152,7 +159,8 @@ class PairTrainer:
             "best_dev_accuracy": best["dev_accuracy"],
             "history": first["history"],
             "distillation": first["distillation"],
-            "configurations_scored_on_test": len(looks) + 1,
+            # A single student chosen was already scored on test by its own run: no new configuration.
+            "configurations_scored_on_test": len(looks) + (1 if len(chosen) > 1 else 0),
             "earlier_test_looks": looks,
         }
         return StudentEnsemble([students[i] for i in chosen]), report
@@ -168,6 +176,12 @@ EARLIER_TEST_LOOKS: list[dict[str, str | float]] = [
         "test": 88.36,
     },
     {"run": "127,710 augmented, dropout 0.5 (not shipped: lower dev)", "dev": 87.27, "test": 89.07},
+    {
+        "run": "v1's recipe, seed 2, augment seed 2 (not shipped: lower dev)",
+        "path": "/tmp/sst2v2/s2/2",
+        "dev": 86.01,
+        "test": 88.69,
+    },
 ]
 
 

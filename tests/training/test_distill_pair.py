@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from training.distill_pair import StudentEnsemble, best_candidate, dev_candidates
+from training.distill_pair import MAX_STUDENTS, StudentEnsemble, best_candidate, dev_candidates
 from training.export import export_onnx, ort_session, parity
 from training.models import BiLSTMSentiment
 
@@ -78,3 +78,12 @@ def test_dev_chooses_the_best_and_ties_go_to_fewer_students():
     ]
     assert best_candidate(tie) == [0]
     assert best_candidate([*tie, {"students": [0, 1, 2], "dev_accuracy": 0.91}]) == [0, 1, 2]
+
+
+def test_no_candidate_costs_more_than_two_bilstms():
+    students = _students(3)
+    ids, lengths = _batch()
+    rows = [ids[i, : int(lengths[i])].tolist() for i in range(3)]
+    candidates = dev_candidates(students, rows, np.array([0, 1, 0]))
+    assert MAX_STUDENTS == 2
+    assert [c["students"] for c in candidates] == [[0], [1], [2], [0, 1], [0, 2], [1, 2]]
