@@ -35,9 +35,11 @@ class ExpressLane:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self._lane = express_routes(routes)
+        # Requests of other methods (health checks, scrapes, pages) skip the lane's route checks.
+        self._methods = frozenset(m for route, _ in self._lane for m in route.methods or ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["method"] in self._methods:
             for route, fast in self._lane:
                 match, child = route.matches(scope)
                 if match is Match.FULL:

@@ -76,16 +76,18 @@ def intra_op_threads(settings: Settings) -> int:
 
 
 def batch_lanes(settings: Settings) -> int:
-    """Explicit setting, else as many concurrent batches per model as the worker's cores can run."""
-    if settings.batch_lanes:
-        return settings.batch_lanes
-    return max(1, cores_per_worker(settings) // intra_op_threads(settings))
+    """Concurrent micro-batches per model: explicit setting, else what the worker's cores can run."""
+    return settings.batch_lanes or _lanes_for_cores(settings)
 
 
 def generation_lanes(settings: Settings) -> int:
-    """Explicit setting, else as many lanes as the worker's cores can run at its intra-op thread count."""
-    if settings.generation_lanes:
-        return settings.generation_lanes
+    """Continuous batches per generation model: explicit setting, else what the worker's cores can run."""
+    return settings.generation_lanes or _lanes_for_cores(settings)
+
+
+def _lanes_for_cores(settings: Settings) -> int:
+    # Threads that each run session.run with intra_op_threads threads, filling the worker's cores;
+    # capped as the explicit settings are.
     return min(16, max(1, cores_per_worker(settings) // intra_op_threads(settings)))
 
 
