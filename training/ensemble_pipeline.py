@@ -45,7 +45,6 @@ V1_MEMBER: dict[str, object] = {
     "ema_decay": None,
     "lr_schedule": "onecycle",
 }
-V1_TRAIN_SECONDS = 1373.0  # models/m4-hourly/1/model.json, training.train_seconds
 MEMBERS: tuple[dict[str, object], ...] = (
     {"seed": 11, "context_length": 168, "loss": "pinball", "recent_fraction": 0.75},
     {"seed": 12, "context_length": 240, "loss": "pinball+smape", "recent_fraction": 0.75},
@@ -144,14 +143,16 @@ def load_member(cfg: ForecastConfig, weights: Path) -> tuple[LSTMForecaster, dic
     """The v1-recipe member from saved weights; its report says so and carries v1's recorded time."""
     model = build_model(cfg)
     model.load_state_dict(torch.load(weights, weights_only=True))
-    beside = weights.parent / "model.json"  # the run that trained them, for its curve and epochs
-    recorded = json.loads(beside.read_text())["training"] if beside.exists() else {}
+    beside = weights.parent / "model.json"  # the run that trained them: its time, curve and epochs
+    if not beside.exists():
+        raise FileNotFoundError(f"{beside}: needed for the recorded training time of {weights}")
+    recorded = json.loads(beside.read_text())["training"]
     kept = ("device", "best_epoch", "epochs_run", "holdout_rel_snaive", "history")
     return model.eval(), {
         **{k: recorded[k] for k in kept if k in recorded},
         "weights_from": str(weights),
         "trained_in_this_run": False,
-        "train_seconds": V1_TRAIN_SECONDS,
+        "train_seconds": float(recorded["train_seconds"]),
         "refit_on_full_series": False,
     }
 
@@ -183,7 +184,7 @@ def run_ensemble(
             reused_seconds += float(str(report["train_seconds"]))
         elif spec is V1_MEMBER and opts.member_weights is not None:
             model, report = load_member(cfg, opts.member_weights)
-            reused_seconds += V1_TRAIN_SECONDS
+            reused_seconds += float(str(report["train_seconds"]))
         else:
             model, report = train_forecaster(train, cfg)
             report = {**report, "trained_in_this_run": True}
