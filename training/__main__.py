@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     es = sub.add_parser("evaluate-sentiment", help="re-score a committed sentiment model with onnxruntime")
     es.add_argument("version_dir", type=Path)
 
+    rb = sub.add_parser("robustness", help="out-of-domain check: issue #13's models on non-M4/SST data")
+    rb.add_argument("--out-dir", type=Path, default=None, help="where report.json/.md go (docs/robustness)")
+    rb.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    rb.add_argument("--max-windows", type=int, default=None, help="first N windows per series (a quick look)")
+    rb.add_argument("--max-sentences", type=int, default=None, help="first N sentences per set")
+
     tg = sub.add_parser("textgen", help="train, export and evaluate the character LSTM (Tiny Shakespeare)")
     tg.add_argument("--out", type=Path, required=True, help="models/<name>/<version>")
     tg.add_argument("--name", default=None, help="model name (default: parent folder of --out)")
@@ -199,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         distill_pair.run_pair(args.out, args.students, args.name or args.out.resolve().parent.name)
     elif args.command == "evaluate-sentiment":
         sentiment_pipeline.reevaluate(args.version_dir)
+    elif args.command == "robustness":
+        from training import robustness
+
+        robustness.run(
+            out_dir=args.out_dir or robustness.DEFAULT_OUT,
+            threads=args.threads,
+            max_windows=args.max_windows,
+            max_sentences=args.max_sentences,
+        )
     elif args.command == "textgen":
         cfg_t = textgen_pipeline.config_from_args(args.steps, args.seed, args.max_seconds, args.threads)
         textgen_pipeline.run_textgen(args.out, cfg_t, args.name or args.out.resolve().parent.name)
