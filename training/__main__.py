@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     sd.add_argument("--augment-seed", type=int, default=None, help="seed of the transfer set's augmentation")
     sd.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     sd.add_argument("--teacher-cache", type=Path, default=Path(".cache/sst2-teacher"))
+    sd.add_argument("--variants", type=int, default=None, help="augmentation passes over the phrases (v1: 3)")
+    sd.add_argument("--max-augmented", type=int, default=None, help="cap on augmented sentences (v1: 80000)")
+    sd.add_argument(
+        "--label-only",
+        action="store_true",
+        help="teacher + transfer set + cached logits; no student, no test",
+    )
 
     sp = sub.add_parser(
         "sst2-distill-pair", help="distilled students' mean logits as one graph, chosen on dev"
@@ -191,7 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         name = args.name or args.out.resolve().parent.name
-        cfg_d = distill_pipeline.config_from_args(args.epochs, args.seed, args.augment_seed)
+        cfg_d = distill_pipeline.config_from_args(
+            args.epochs, args.seed, args.augment_seed, args.variants, args.max_augmented
+        )
+        if args.label_only:
+            logging.getLogger(__name__).info(
+                "labelled: %s", distill_pipeline.label_only(cfg_d, args.teacher_cache)
+            )
+            return 0
         distill_pipeline.run_distill(args.out, cfg_d, name, args.teacher_cache)
     elif args.command == "sst2-distill-pair":
         import torch

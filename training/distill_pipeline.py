@@ -26,12 +26,15 @@ from training.distill_augment import (
     STUDENT_MASK,
     TEACHER_MASK,
     AugmentConfig,
+    Augmented,
     augment,
     render,
     similar_words,
     vocabulary,
 )
+from training.distill_cache import cached_logits, transfer_key
 from training.distill_teacher import (
+    TEACHER_FILE,
     MiniLMClassifier,
     TeacherConfig,
     accuracy,
@@ -68,8 +71,8 @@ ANCHORS = [
 class DistillConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # Variants drawn per training sentence, and the cap on their number: what the teacher can label
-    # on a 2-core CPU in about ten minutes.
+    # Variants drawn per training sentence, and the cap on their number: v1's were what the teacher
+    # labels on one core in about ten minutes; --variants and --max-augmented raise them.
     variants_per_sentence: int = 3
     max_augmented: int = 80_000
     gold_weight: float = 0.5
@@ -86,6 +89,50 @@ def teacher_for(cfg: TeacherConfig, cache: Path) -> tuple[MiniLMClassifier, dict
     model, meta = fine_tune(minilm_dir(), read_tsv(SST_TRAIN), read_tsv(SST_DEV), cfg)
     save_teacher(model, meta, cache)
     return model, meta
+
+
+@dataclass(frozen=True)
+class TransferSet:
+    """The augmented sentences, the teacher's logits on originals + augmented, and what it cost."""
+
+    aug: Augmented
+    soft: np.ndarray
+    teacher_meta: dict[str, object]
+    teacher_scores: dict[str, float]
+    record: dict[str, object]
+
+
+def transfer_set(cfg: DistillConfig, cache: Path, texts: list[str]) -> TransferSet:
+    """Teacher (cached or trained), augmentation, then the teacher's logits, cached per transfer set."""
+    teacher, meta = teacher_for(cfg.teacher, cache)
+    mtok = minilm_tokenizer(minilm_dir(), cfg.teacher.max_tokens)
+    scores = {
+        split: accuracy(teacher_logits(teacher, encode(mtok, t)), y)
+        for split, (t, y) in {"glue_dev": read_tsv(SST_DEV), "test_labeled": read_tsv(SST_TEST)}.items()
+    }
+    log.info("teacher accuracy: dev %.4f, test %.4f", scores["glue_dev"], scores["test_labeled"])
+
+    start = time.monotonic()
+    full = minilm_vocab(minilm_dir())
+    table = read_safetensor(minilm_dir() / "model.safetensors", MINILM_EMBEDDING_KEY)
+    neighbours = similar_words(vocabulary(texts), full, table, cfg.augment.neighbours)
+    aug = augment(texts, neighbours, cfg.variants_per_sentence, cfg.max_augmented, cfg.augment)
+    augment_seconds = time.monotonic() - start
+    log.info("transfer set: %d + %d augmented (%.0fs)", len(texts), len(aug.words), augment_seconds)
+
+    teacher_texts = texts + render(aug, TEACHER_MASK)
+    key = transfer_key(cache / TEACHER_FILE, meta["config"], teacher_texts)
+    folder = cache / "transfer" / key[:16]
+    log.info("teacher logits of %d sentences: cache %s", len(teacher_texts), folder)
+    soft, work = cached_logits(
+        teacher_texts,
+        lambda chunk: teacher_logits(teacher, encode(mtok, chunk)),
+        folder,
+        threads=torch.get_num_threads(),
+    )
+    log.info("teacher logits ready: %s", work)
+    record = {"augment_seconds": round(augment_seconds, 1), "cache_key": key, **work}
+    return TransferSet(aug, soft, meta, scores, record)
 
 
 class DistillTrainer:
@@ -105,28 +152,8 @@ class DistillTrainer:
         embeddings: np.ndarray | None,
     ) -> tuple[BiLSTMSentiment, dict[str, object]]:
         texts, labels, rows = train
-        teacher, meta = teacher_for(self.cfg.teacher, self.cache)
-        mtok = minilm_tokenizer(minilm_dir(), self.cfg.teacher.max_tokens)
-        scores = {
-            split: accuracy(teacher_logits(teacher, encode(mtok, t)), y)
-            for split, (t, y) in {"glue_dev": read_tsv(SST_DEV), "test_labeled": read_tsv(SST_TEST)}.items()
-        }
-        log.info("teacher accuracy: dev %.4f, test %.4f", scores["glue_dev"], scores["test_labeled"])
-
-        start = time.monotonic()
-        full = minilm_vocab(minilm_dir())
-        table = read_safetensor(minilm_dir() / "model.safetensors", MINILM_EMBEDDING_KEY)
-        neighbours = similar_words(vocabulary(texts), full, table, self.cfg.augment.neighbours)
-        c = self.cfg
-        aug = augment(texts, neighbours, c.variants_per_sentence, c.max_augmented, c.augment)
-        augment_seconds = time.monotonic() - start
-        log.info("transfer set: %d + %d augmented (%.0fs)", len(texts), len(aug.words), augment_seconds)
-
-        start = time.monotonic()
-        teacher_texts = texts + render(aug, TEACHER_MASK)
-        soft = teacher_logits(teacher, encode(mtok, teacher_texts))
-        label_seconds = time.monotonic() - start
-        log.info("teacher labelled %d sentences in %.0fs", len(teacher_texts), label_seconds)
+        ts = transfer_set(self.cfg, self.cache, texts)
+        aug, soft, meta, scores = ts.aug, ts.soft, ts.teacher_meta, ts.teacher_scores
 
         student_rows = rows + encode_rows(tok, render(aug, STUDENT_MASK), cfg.max_tokens)
         student_labels = np.concatenate([labels, np.full(len(aug.words), -1, dtype=np.int64)])
@@ -156,15 +183,24 @@ class DistillTrainer:
                 "augmented": len(aug.words),
                 "augmentation": asdict(self.cfg.augment),
                 "variants_per_sentence": self.cfg.variants_per_sentence,
+                "max_augmented": self.cfg.max_augmented,
                 "swap": (
                     "nearest neighbours among training words in MiniLM's input embeddings "
                     "(no English POS tagger ships its model in a PyPI wheel)"
                 ),
-                "augment_seconds": round(augment_seconds, 1),
-                "label_seconds": round(label_seconds, 1),
+                # label_seconds: every chunk's labelling time, also when an earlier run
+                # labelled (and cached) some or all of them.
+                "augment_seconds": ts.record["augment_seconds"],
+                "label_seconds": ts.record["label_seconds_total"],
+                "labelling": ts.record,
             },
             "torch_threads": torch.get_num_threads(),
         }
+        # Every run of this pipeline scores the test set at its end: one more look at it.
+        from training.distill_pair import EARLIER_TEST_LOOKS  # here: distill_pair imports this module
+
+        report["earlier_test_looks"] = EARLIER_TEST_LOOKS
+        report["configurations_scored_on_test"] = len(EARLIER_TEST_LOOKS) + 1
         return model, report
 
 
@@ -186,8 +222,26 @@ def run_distill(
     )
 
 
-def config_from_args(epochs: int | None, seed: int | None, augment_seed: int | None = None) -> DistillConfig:
+def label_only(cfg: DistillConfig, cache: Path = DEFAULT_CACHE) -> dict[str, object]:
+    """Teacher, transfer set and its cached logits, no student: no test look, nothing in ``models/``.
+
+    Lets the labelling run on more threads than the student's training, or ahead of it.
+    """
+    return transfer_set(cfg, cache, read_tsv(SST_TRAIN)[0]).record
+
+
+def config_from_args(
+    epochs: int | None,
+    seed: int | None,
+    augment_seed: int | None = None,
+    variants: int | None = None,
+    max_augmented: int | None = None,
+) -> DistillConfig:
     cfg = DistillConfig()
+    if variants is not None:
+        cfg = replace(cfg, variants_per_sentence=variants)
+    if max_augmented is not None:
+        cfg = replace(cfg, max_augmented=max_augmented)
     if augment_seed is not None:
         cfg = replace(cfg, augment=replace(cfg.augment, seed=augment_seed))
     if epochs is not None:

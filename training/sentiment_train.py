@@ -112,6 +112,9 @@ def _loss(
     return distill + gold_weight * gold
 
 
+PROGRESS_EVERY = 1000
+
+
 def train_sentiment(
     train_rows: list[list[int]],
     train_labels: np.ndarray,
@@ -183,6 +186,19 @@ def train_sentiment(
             with torch.no_grad():
                 model.embedding.weight[PAD_ID].zero_()
             losses.append(loss.item())
+            # Long transfer sets make an epoch last tens of minutes: log progress within it.
+            if len(losses) % PROGRESS_EVERY == 0:
+                done = (epoch - 1) * steps_per_epoch + len(losses)
+                elapsed = time.monotonic() - start
+                log.info(
+                    "epoch %d step %d/%d  loss %.4f  elapsed %4.0fs  ETA %4.0fs (without dev checks)",
+                    epoch,
+                    len(losses),
+                    steps_per_epoch,
+                    np.mean(losses[-PROGRESS_EVERY:]),
+                    elapsed,
+                    elapsed / done * (cfg.epochs * steps_per_epoch - done),
+                )
         dev_acc = float((predict_proba(model, dev_rows, device).argmax(1) == dev_labels).mean())
         elapsed = time.monotonic() - start
         eta = elapsed / epoch * (cfg.epochs - epoch)
