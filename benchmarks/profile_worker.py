@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         try:
             loadgen.run_wrk(server.base_url, "/v1/forecast", bodies, 16, 2, 1)
+            wrk_threads = min(2, args.connections)  # wrk refuses fewer connections than threads
             wrk = subprocess.Popen(
-                [loadgen.wrk_binary(), f"-t{min(2, args.connections)}", f"-c{args.connections}", f"-d{args.seconds + 4}s",
+                [loadgen.wrk_binary(), f"-t{wrk_threads}", f"-c{args.connections}", f"-d{args.seconds + 4}s",
                  "-s", str(loadgen.LUA_SCRIPT), server.base_url, "--", "/v1/forecast", str(bodies)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         reqs = f"{raw['requests'] / (raw['duration_us'] / 1e6):,.0f}"
     lines = [
         f"py-spy record -r {args.rate} -d {args.seconds} on one of {args.workers} workers"
-        f" (python -m service) while wrk -t{min(2, args.connections)} -c{args.connections} POSTs one 336-value series per request"
+        f" (python -m service) while wrk -t{min(2, args.connections)}"
+        f" -c{args.connections} POSTs one 336-value series per request"
         f" to /v1/forecast ({reqs} req/s over both workers, whole wrk run).",
         "Self time by function, % of all samples of that worker's threads (idle waits included).",
         *([args.note] if args.note else []),
