@@ -207,7 +207,6 @@ def test_v2_reuses_v1s_members_bit_for_bit_and_counts_their_time():
     # The honest time: this run's wall time plus every reused member's recorded training time,
     # whether or not the holdout kept it (the budget itself is reported in docs/training.md, not tested).
     assert t2["reused_seconds"] == pytest.approx(sum(m["train_seconds"] for m in reused))
-    assert t2["reused_seconds"] < t2["train_seconds"]
     assert f"--reuse-members {ENSEMBLE_DIR.relative_to(ENSEMBLE.parents[1])}" in t2["command"]
     # Cumulative test looks: version 1's four, then this one.
     assert t2["configurations_scored_on_test"] == t1["configurations_scored_on_test"] + 1
