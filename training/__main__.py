@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     sd.add_argument("--teacher-cache", type=Path, default=Path(".cache/sst2-teacher"))
     sd.add_argument("--variants", type=int, default=None, help="augmentation passes over the phrases (v1: 3)")
     sd.add_argument("--max-augmented", type=int, default=None, help="cap on augmented sentences (v1: 80000)")
+    sd.add_argument("--teacher-epochs", type=int, default=None, help="teacher fine-tuning epochs (v1: 1)")
     sd.add_argument(
         "--label-only",
         action="store_true",
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         name = args.name or args.out.resolve().parent.name
         cfg_d = distill_pipeline.config_from_args(
-            args.epochs, args.seed, args.augment_seed, args.variants, args.max_augmented
+            args.epochs, args.seed, args.augment_seed, args.variants, args.max_augmented, args.teacher_epochs
         )
         if args.label_only:
             logging.getLogger(__name__).info(

@@ -236,8 +236,11 @@ def config_from_args(
     augment_seed: int | None = None,
     variants: int | None = None,
     max_augmented: int | None = None,
+    teacher_epochs: int | None = None,
 ) -> DistillConfig:
     cfg = DistillConfig()
+    if teacher_epochs is not None:
+        cfg = replace(cfg, teacher=replace(cfg.teacher, epochs=teacher_epochs))
     if variants is not None:
         cfg = replace(cfg, variants_per_sentence=variants)
     if max_augmented is not None:
