@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     ec = sub.add_parser("evaluate-classify", help="re-score a committed classifier on the MNIST test set")
     ec.add_argument("version_dir", type=Path)
 
+    sl = sub.add_parser("slim", help="lossless graph rewrites of committed versions (training/onnx_slim.py)")
+    sl.add_argument("version_dirs", type=Path, nargs="+", help="models/<name>/<version> folders")
+
     qz = sub.add_parser("quantize", help="int8 variant of a committed version (dynamic quantization + gate)")
     qz.add_argument("src_version_dir", type=Path, help="models/<name>/<version> of the fp32 model")
     qz.add_argument("--out", type=Path, required=True, help="models/<name>/<new version>")
@@ -239,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         classify_pipeline.run_classify(args.out, cfg_c, args.name or args.out.resolve().parent.name)
     elif args.command == "evaluate-classify":
         classify_pipeline.reevaluate(args.version_dir)
+    elif args.command == "slim":
+        from training.onnx_slim import slim_version
+
+        for version_dir in args.version_dirs:
+            print(version_dir, json.dumps(slim_version(version_dir)))
     elif args.command == "quantize":
         cands = quantize.candidates(args.weight_type, [p == "on" for p in args.per_channel], args.scope)
         quantize.quantize_version(args.src_version_dir, args.out, cands, args.force, args.default_policy)

@@ -11,6 +11,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from training.onnx_slim import slim_onnx
+
 
 def export_onnx(
     model: nn.Module,
@@ -44,6 +46,8 @@ def export_onnx(
     ops = {node.op_type for node in graph.graph.node}
     if "LSTM" not in ops:
         raise RuntimeError(f"export did not produce a fused LSTM op; ops: {sorted(ops)}")
+    # Lossless: every parity check below runs on the slimmed graph, the one that ships.
+    slim_onnx(path)
 
 
 def ort_session(path: Path) -> ort.InferenceSession:

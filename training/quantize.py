@@ -39,6 +39,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from training.manifest import sha256_file, write_manifest
+from training.onnx_slim import DATA_SUFFIX, slim_onnx
 
 # The checks live in quantize_checks (measurement vs. production of the int8 file); they are
 # re-exported here because callers and tests import them from training.quantize.
@@ -231,6 +232,7 @@ def quantize_version(
     log.info("chose %s", best.label)
     dst_onnx = out / "model.onnx"
     quantize_file(src_onnx, dst_onnx, best)
+    slim_onnx(dst_onnx)  # the quantizer writes one inline graph; it ships slim like every export
     ops = graph_ops(dst_onnx)
     if not ops & QUANTIZED_OPS:
         raise RuntimeError(f"the quantizer left no quantized op in the graph; ops: {sorted(ops)}")
@@ -238,7 +240,8 @@ def quantize_version(
         # The drift profile and the evaluation report describe the source's own outputs; the int8
         # version gets its own (python -m training profile-data / report), so neither is copied.
         per_version = name == "profile.json" or name.startswith("report")
-        if name != "model.onnx" and not name.endswith(".pt") and not per_version:
+        graph_files = ("model.onnx", "model.onnx" + DATA_SUFFIX)  # the int8 graph has its own
+        if name not in graph_files and not name.endswith(".pt") and not per_version:
             shutil.copy2(src_dir / name, out / name)
 
     evaluation = adapter.evaluate(out)
