@@ -53,7 +53,14 @@ def fast_body(model: type[BaseModel]) -> Callable[[E], E]:
             if not is_json_content_type(request.headers):
                 return None
             body = decode_body(model, await request.body())
-            return None if body is None else await endpoint(body, request)
+            if body is None:
+                return None
+            # The endpoint's coroutine owns the decoded body from here. Without this frame's reference,
+            # the endpoint can free the body's Python lists before its request waits for the model
+            # (docs/memory.md).
+            call = endpoint(body, request)
+            del body
+            return await call
 
         _FAST_PATHS[endpoint] = fast
         return endpoint

@@ -81,7 +81,11 @@ async def forecast(body: ForecastRequest, request: Request) -> Response:
         horizon=body.horizon,
         quantiles=body.quantiles,
     )
-    forecasts = await _within_timeout(handler.forecast(query), _settings(request), record.name)
+    # Only the handler's coroutine keeps the query: it drops the series' float lists once they are
+    # float32 rows, so they do not wait in the batcher's queue.
+    pending = handler.forecast(query)
+    del body, query
+    forecasts = await _within_timeout(pending, _settings(request), record.name)
     return OrjsonResponse(
         {
             "model": {"name": record.name, "version": record.version},

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MANIFEST_FILENAME = "model.json"
 MODEL_FILENAME = "model.onnx"
+# Where training/onnx_slim.py moves lookup tables so that ORT maps them instead of copying them.
+EXTERNAL_DATA_FILENAME = MODEL_FILENAME + ".data"
 _HASH_CHUNK_BYTES = 1024 * 1024
 
 # KServe V2 / Triton datatype names. BYTES is a tensor of byte strings (ONNX ``tensor(string)``).
@@ -150,7 +152,16 @@ def sha256_of(path: Path) -> str:
 
 
 def verify_files(version_dir: Path, manifest: ModelManifest) -> None:
-    """Fail unless every listed file exists with the recorded size and sha256."""
+    """Fail unless every listed file exists with the recorded size and sha256.
+
+    ``model.onnx.data`` (weights ORT maps from beside the graph) must be listed when present: ORT
+    reads it whether the manifest names it or not.
+    """
+    if (version_dir / EXTERNAL_DATA_FILENAME).exists() and EXTERNAL_DATA_FILENAME not in manifest.files:
+        raise ManifestError(
+            f"{version_dir / EXTERNAL_DATA_FILENAME}: the graph's weights file is not listed in "
+            f"{MANIFEST_FILENAME}, so its checksum cannot be verified"
+        )
     for filename, entry in manifest.files.items():
         path = version_dir / filename
         if not path.is_file():

@@ -7,6 +7,7 @@ half-built registry and a later hot reload can swap versions without touching in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -69,6 +70,15 @@ class ModelRecord:
     @property
     def task(self) -> str | None:
         return self.manifest.task if self.manifest else None
+
+    @property
+    def content_sha256(self) -> str | None:
+        """What workers compare to follow a reload: a digest of every checksum the manifest lists, so
+        that new weights in ``model.onnx.data`` or a new tokenizer beside an unchanged graph count too."""
+        if self.manifest is None:
+            return None
+        listed = "\n".join(f"{name} {entry.sha256}" for name, entry in sorted(self.manifest.files.items()))
+        return hashlib.sha256(listed.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -424,7 +434,7 @@ class ModelRegistry:
 def _weights_bytes(model_dir: Path) -> int:
     """Bytes of every version's graph file in a model folder: the order of its load-time footprint."""
     try:
-        return sum(path.stat().st_size for path in model_dir.glob(f"*/{MODEL_FILENAME}"))
+        return sum(path.stat().st_size for path in model_dir.glob(f"*/{MODEL_FILENAME}*"))
     except OSError:  # unreadable: load() reports it; order does not matter then
         return 0
 

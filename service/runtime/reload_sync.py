@@ -40,7 +40,7 @@ _LOCK_FILE = ".lock"
 class Published:
     generation: int
     version: int | None
-    model_sha256: str | None
+    content_sha256: str | None
     # False: the model was unloaded (repository extension); followers unload it too.
     loaded: bool = True
 
@@ -77,7 +77,7 @@ def _published(data: dict[str, Any] | None) -> Published | None:
     if data is None or not isinstance(data.get("generation"), int):
         return None
     return Published(
-        data["generation"], data.get("version"), data.get("model_sha256"), data.get("loaded") is not False
+        data["generation"], data.get("version"), data.get("content_sha256"), data.get("loaded") is not False
     )
 
 
@@ -86,20 +86,20 @@ def read_published(directory: Path, name: str) -> Published | None:
 
 
 def publish(
-    directory: Path, name: str, version: int | None, model_sha256: str | None, loaded: bool = True
+    directory: Path, name: str, version: int | None, content_sha256: str | None, loaded: bool = True
 ) -> Published:
     """Record what this worker now serves under the next generation; returns that publication."""
     with (directory / _LOCK_FILE).open("a") as lock:
         # Two workers reloading at once must not hand out the same generation.
         fcntl.flock(lock, fcntl.LOCK_EX)
         previous = read_published(directory, name)
-        published = Published((previous.generation if previous else 0) + 1, version, model_sha256, loaded)
+        published = Published((previous.generation if previous else 0) + 1, version, content_sha256, loaded)
         _write_atomically(
             directory / f"{name}.json",
             {
                 "generation": published.generation,
                 "version": version,
-                "model_sha256": model_sha256,
+                "content_sha256": content_sha256,
                 "loaded": loaded,
             },
         )
@@ -108,10 +108,10 @@ def publish(
 
 
 def write_ack(directory: Path, name: str, served: Published) -> None:
-    """This worker has handled ``served.generation`` and serves ``served.version``/``model_sha256``."""
+    """This worker has handled ``served.generation`` and serves ``served.version``/``content_sha256``."""
     _write_atomically(
         directory / f"{name}.{os.getpid()}.ack",
-        {"generation": served.generation, "version": served.version, "model_sha256": served.model_sha256},
+        {"generation": served.generation, "version": served.version, "content_sha256": served.content_sha256},
     )
 
 
@@ -137,7 +137,7 @@ def count_confirmed(directory: Path, name: str, published: Published) -> int:
         if ack is None or ack.generation < published.generation:
             continue
         if ack.generation > published.generation or (
-            (ack.version, ack.model_sha256) == (published.version, published.model_sha256)
+            (ack.version, ack.content_sha256) == (published.version, published.content_sha256)
         ):
             confirmed += 1
     return confirmed
@@ -210,9 +210,14 @@ async def _follow(directory: Path, registry: ModelRegistry, name: str, published
         gone = Published(published.generation, None, None)
         await anyio.to_thread.run_sync(write_ack, directory, name, gone)
         return
-    if current is None or current.state == "unloaded" or (current.version, current.model_sha256) != (
-        published.version,
-        published.model_sha256,
+    if (
+        current is None
+        or current.state == "unloaded"
+        or (current.version, current.content_sha256)
+        != (
+            published.version,
+            published.content_sha256,
+        )
     ):
         logger.info(
             "reload watcher: following name=%s version=%s generation=%d",
@@ -226,7 +231,7 @@ async def _follow(directory: Path, registry: ModelRegistry, name: str, published
     served = Published(
         published.generation,
         current.version if current is not None else None,
-        current.model_sha256 if current is not None else None,
+        current.content_sha256 if current is not None else None,
     )
     await anyio.to_thread.run_sync(write_ack, directory, name, served)
 

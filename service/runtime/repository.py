@@ -32,7 +32,7 @@ async def load(registry: ModelRegistry, settings: Settings, name: str) -> tuple[
     if settings.reload_dir is None:
         return outcome, Workers(1, 1)
     published = await anyio.to_thread.run_sync(
-        reload_sync.publish, settings.reload_dir, name, record.version, record.model_sha256
+        reload_sync.publish, settings.reload_dir, name, record.version, record.content_sha256
     )
     acks = await reload_sync.wait_for_acks(settings.reload_dir, name, published, settings.workers)
     return outcome, Workers(acks.expected, acks.confirmed)

@@ -186,18 +186,23 @@ class ForecastHandler:
         rows = self._prepare_rows(query.series, errors, _v1_row_loc)
         if errors:
             raise InvalidInputError("the request does not fit this model", errors)
+        ids = [series.id for series in query.series]
+        # A 336-value series is 11 kB of Python floats and 1.3 kB as float32; with dozens of requests
+        # waiting in a worker, the lists were most of its growth under load (docs/memory.md). The
+        # caller that hands its query over (service/http/v1.py) lets them go here.
+        del query
         outputs = await self._predict(rows)
         self._check_finite(outputs, errors, _v1_row_loc)
         if errors:
             raise InvalidInputError("the model could not forecast some series", errors)
         forecasts = []
-        for series, row, out in zip(query.series, rows, outputs, strict=True):
+        for series_id, row, out in zip(ids, rows, outputs, strict=True):
             # One copy per series, quantile-major, so that each quantile is a contiguous row that the
             # response encoder writes without another copy.
             by_quantile = np.ascontiguousarray(out[:horizon].T)
             forecasts.append(
                 SeriesForecast(
-                    id=series.id,
+                    id=series_id,
                     point=by_quantile[self._median_index],
                     quantiles={key: by_quantile[index] for key, index in keys_and_indices},
                     context_length_used=row.shape[0],

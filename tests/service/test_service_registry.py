@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +8,7 @@ from svc_helpers import MODEL_NAME, MODELS, assert_error, copy_model, make_setti
 
 from service.app import create_app
 from service.exceptions import InvalidInputError, ModelNotFoundError, ModelUnavailableError
+from service.runtime.manifest import sha256_of
 from service.runtime.providers import CPU
 from service.runtime.registry import ModelRegistry, RepositoryError
 
@@ -187,3 +189,30 @@ def test_committed_models_carry_the_hint_they_were_measured_with() -> None:
             assert serving.provider == CPU and serving.preferred_batch_size is not None
         # A dropped-in model (task tensor) or a generation graph may carry no hint: then none is used.
         assert record.runner.rows_per_run == serving.preferred_batch_size
+
+
+def test_unlisted_external_weights_file_is_refused(tmp_path: Path) -> None:
+    # ORT reads model.onnx.data beside the graph whether or not the manifest names it; unlisted, its
+    # checksum would go unchecked, so the version is refused and the reason names the file.
+    repo = copy_model(tmp_path)
+    (repo / MODEL_NAME / "1" / "model.onnx.data").write_bytes(b"\0" * 64)
+    record = _load(repo).get(MODEL_NAME)
+    assert record.state == "failed"
+    assert record.error is not None and "model.onnx.data" in record.error and "not listed" in record.error
+
+
+def test_reload_identity_covers_every_listed_file(tmp_path: Path) -> None:
+    repo = copy_model(tmp_path)
+    first = _load(repo).get(MODEL_NAME)
+    tokenizer_like = repo / MODEL_NAME / "1" / "extra.txt"
+    tokenizer_like.write_text("a file beside an unchanged graph\n")
+    manifest_path = repo / MODEL_NAME / "1" / "model.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["extra.txt"] = {
+        "sha256": sha256_of(tokenizer_like),
+        "bytes": tokenizer_like.stat().st_size,
+    }
+    manifest_path.write_text(json.dumps(manifest))
+    second = _load(repo).get(MODEL_NAME)
+    assert second.state == "ready" and second.model_sha256 == first.model_sha256
+    assert second.content_sha256 != first.content_sha256 and len(second.content_sha256 or "") == 64
