@@ -43,14 +43,18 @@ def data_provenance(paths: list[Path], root: Path) -> list[dict[str, str]]:
     return [{"path": str(p.resolve().relative_to(root.resolve())), "sha256": sha256_file(p)} for p in paths]
 
 
-def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Add checksums of every artifact in the folder and write the manifest last."""
-    files = {
+def file_entries(version_dir: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every artifact in the folder but the manifest itself."""
+    return {
         p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         for p in sorted(version_dir.iterdir())
         if p.is_file() and p.name != "model.json"
     }
-    body = {"schema_version": MANIFEST_SCHEMA_VERSION, **manifest, "files": files}
+
+
+def write_manifest(version_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Add checksums of every artifact in the folder and write the manifest last."""
+    body = {"schema_version": MANIFEST_SCHEMA_VERSION, **manifest, "files": file_entries(version_dir)}
     out = version_dir / "model.json"
     out.write_text(json.dumps(body, indent=2, sort_keys=False) + "\n")
     return out

@@ -27,7 +27,7 @@ import onnx
 import onnxruntime as ort
 from onnx.external_data_helper import set_external_data
 
-from training.manifest import sha256_file
+from training.manifest import file_entries
 
 # DynamicQuantizeLSTM: the int8 LSTM of onnxruntime.quantization, with the same three outputs.
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"})
@@ -170,10 +170,6 @@ def slim_version(version_dir: Path) -> dict[str, object]:
     }
     manifest.pop("files", None)
     manifest["onnx_slim"] = record  # beside "training": an int8 variant keeps its source's training block
-    manifest["files"] = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(version_dir.iterdir())
-        if p.is_file() and p.name != "model.json"
-    }
+    manifest["files"] = file_entries(version_dir)
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return record
