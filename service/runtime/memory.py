@@ -8,20 +8,51 @@ import functools
 import gc
 import logging
 import os
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.to_thread
 
 logger = logging.getLogger(__name__)
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(retired: Sequence[weakref.ref[Any]] = ()) -> bool:
     """Collect what the unloaded model left, then hand glibc's free pages back to the kernel.
 
     Start-up freezes its objects (service.app.settle_garbage_collector), so a reference cycle that
-    pins an unloaded session would never be collected; unfreeze, collect fully, and freeze again.
+    pins an unloaded session would never be collected; unfreeze and collect fully. Freezing again is
+    safe only once ``retired`` (the unloaded runners) are gone: a request that resolved the model just
+    before the unload may still hold it, and if its frames form a cycle (an exception and its
+    traceback do), freezing them would pin the session for good. Returns whether they were gone; if
+    not, the collector stays unfrozen and nothing is trimmed.
     """
     gc.unfreeze()
     gc.collect()
+    if any(ref() is not None for ref in retired):
+        return False
     gc.freeze()
     trim_heap()
+    return True
+
+
+async def release_retired(retired: Sequence[weakref.ref[Any]], patience_seconds: float) -> bool:
+    """``release_freed_memory`` until the retired objects are gone, backing off up to 2 s between tries.
+
+    Gives up after ``patience_seconds`` (the request timeout: no request holds a model longer), leaving
+    the collector unfrozen so that a later collection frees what the straggler let go.
+    """
+    deadline = time.monotonic() + patience_seconds
+    pause_seconds = 0.05
+    while not await anyio.to_thread.run_sync(release_freed_memory, retired):
+        if time.monotonic() >= deadline:
+            logger.warning("an unloaded model is still referenced after %.1f s", patience_seconds)
+            return False
+        await anyio.sleep(pause_seconds)
+        pause_seconds = min(2.0, pause_seconds * 2)
+    return True
 
 
 # glibc's mallopt parameter number (malloc.h) and the value pinned by pin_mmap_threshold.

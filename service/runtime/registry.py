@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from service.runtime.manifest import (
     load_manifest,
     verify_files,
 )
-from service.runtime.memory import pin_mmap_threshold, release_freed_memory, trim_heap
+from service.runtime.memory import pin_mmap_threshold, release_retired, trim_heap
 from service.runtime.session import batch_lanes, build_session, check_tensor_specs
 from service.runtime.versions import VersionPolicy, select_versions
 from service.tasks import HANDLER_FACTORIES, TaskHandler
@@ -111,6 +112,8 @@ class ModelRegistry:
         self._swap_lock = threading.Lock()
         # One reload at a time; created on first use so it binds to the serving event loop.
         self._reload_lock: asyncio.Lock | None = None
+        # Collections running after unloads (release_retired); held so the event loop keeps them.
+        self._releases: set[asyncio.Task[bool]] = set()
 
     def load(self) -> None:
         """Build a complete new snapshot, then publish it in one assignment."""
@@ -235,12 +238,17 @@ class ModelRegistry:
             self._reload_lock = asyncio.Lock()
         with anyio.CancelScope(shield=True):
             async with self._reload_lock:
-                versions = await self._unload_locked(name, drain_timeout_seconds)
-                await anyio.to_thread.run_sync(release_freed_memory)
+                versions, retired = await self._unload_locked(name, drain_timeout_seconds)
         logger.info("model unloaded: name=%s versions=%s", name, versions)
+        # Off the lock: a load may follow at once while a straggler request still holds the old runner.
+        release = asyncio.create_task(release_retired(retired, self._settings.request_timeout_seconds))
+        self._releases.add(release)
+        release.add_done_callback(self._releases.discard)
         return versions
 
-    async def _unload_locked(self, name: str, drain_timeout_seconds: float) -> list[int]:
+    async def _unload_locked(
+        self, name: str, drain_timeout_seconds: float
+    ) -> tuple[list[int], list[weakref.ref[ModelRunner]]]:
         entries = self._entries()
         current = entries.get(name)
         if current is None:
@@ -253,7 +261,7 @@ class ModelRegistry:
         for runner in runners:
             runner.retire()
         await _drained(runners, drain_timeout_seconds)
-        return sorted(current.versions)
+        return sorted(current.versions), [weakref.ref(runner) for runner in runners]
 
     def snapshot(self) -> RegistrySnapshot:
         return self._snapshot

@@ -217,6 +217,22 @@ def _rss_kib(pids: list[int]) -> int:
     return total
 
 
+def _mapped_kib(pids: list[int], path: Path) -> tuple[int, int]:
+    """How many of ``pids`` map ``path``, and the KiB of it they hold resident."""
+    mapping, resident, target = 0, 0, str(path.resolve())
+    for pid in pids:
+        inside, maps = False, False
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            head = line.split(maxsplit=5)
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+                inside = len(head) == 6 and head[5] == target
+                maps = maps or inside
+            elif inside and line.startswith("Rss:"):
+                resident += int(line.split()[1])
+        mapping += maps
+    return mapping, resident
+
+
 def _workers(server: Server) -> list[int]:
     out = subprocess.run(
         ["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True
@@ -260,17 +276,20 @@ def _unload_and_load(
     client: triton.InferenceServerClient, server: Server, workers: list[int], answers: list[tuple[float, int]]
 ) -> None:
     time.sleep(1.0)
+    # The embedding table lives in model.onnx.data, which ORT maps from the file rather than copying.
+    weights = MODELS / "sst2-bilstm" / SERVED["sst2-bilstm"] / "model.onnx.data"
     rss_before = _rss_kib(workers)
+    mapping_before, resident_before = _mapped_kib(workers, weights)
     unload_began = time.monotonic()
     client.unload_model("sst2-bilstm")
     unloaded_at = time.monotonic()
     # The other worker follows the unload through the reload folder, which it polls every 250 ms; under
-    # a loaded CI machine that can take longer than a fixed pause, so wait (bounded) for both to free.
+    # a loaded CI machine that can take longer than a fixed pause, so wait (bounded) for both to let go.
     deadline = unloaded_at + 10.0
-    rss_after = _rss_kib(workers)
-    while rss_after >= rss_before - 10_000 and time.monotonic() < deadline:
+    while _mapped_kib(workers, weights)[0] and time.monotonic() < deadline:
         time.sleep(0.25)
-        rss_after = _rss_kib(workers)
+    mapping_after, _ = _mapped_kib(workers, weights)
+    rss_after = _rss_kib(workers)
     # Half a second unloaded at least, so that requests meet the unloaded model (``between`` below).
     time.sleep(max(0.0, unloaded_at + 0.5 - time.monotonic()))
     assert not client.is_model_ready("sst2-bilstm")
@@ -288,9 +307,15 @@ def _unload_and_load(
     between = [status for sent, status in answers if unloaded_at < sent < load_began - 0.05]
     after = [status for sent, status in answers if sent > loaded_at]
     print(f"requests before unload {len(before)}, while unloaded {len(between)}, after load {len(after)}; "
-          f"RSS of both workers {rss_before} KiB -> {rss_after} KiB")  # fmt: skip
+          f"RSS of both workers {rss_before} KiB -> {rss_after} KiB, of which the mapped weights "
+          f"{resident_before} KiB in {mapping_before} workers -> {mapping_after} workers")  # fmt: skip
     assert before and set(before) == {200}, "a request accepted before the unload failed"
     assert set(between) <= {503}
     assert after and set(after) == {200}
-    # The sentiment model holds ~20 MB of weights per worker; both workers free theirs.
-    assert rss_after < rss_before - 10_000
+    # Both workers held the model's weights, and both let them go: the mapped table is unmapped, and
+    # their resident memory falls by at least what the table held resident plus one copy of the graph's
+    # own weights (each worker holds one; half of it over both leaves room for allocator noise).
+    assert mapping_before == 2 and resident_before > 0
+    assert mapping_after == 0
+    graph_kib = (weights.parent / "model.onnx").stat().st_size // 1024
+    assert rss_after < rss_before - resident_before - graph_kib

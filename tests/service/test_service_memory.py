@@ -2,9 +2,13 @@
 glibc's mmap threshold pinned. Memory itself is measured in benchmarks, never asserted here (it is noisy);
 these tests fail if a setting is dropped or if it changes an answer."""
 
+import asyncio
+import gc
 import platform
 import re
 import shutil
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +89,32 @@ def test_mmap_threshold_is_pinned_unless_the_operator_set_glibcs_knob(
     monkeypatch.delenv("GLIBC_TUNABLES")
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "262144")
     assert pin_mmap_threshold() is False
+
+
+@pytest.mark.anyio
+async def test_an_unloaded_runner_held_in_a_cycle_is_freed_once_the_holder_lets_go(tmp_path: Path) -> None:
+    # Start-up freezes the collector (service.app.settle_garbage_collector). A request that resolved the
+    # model just before the unload can still hold its runner inside a reference cycle (an exception and
+    # its traceback's frames make one). Freezing again while it does would pin the session for good.
+    shutil.copytree(MODELS / "m4-hourly" / "1", tmp_path / "m4-hourly" / "1")
+    registry = ModelRegistry(make_settings(tmp_path), [CPU])
+    registry.load()
+    runner = registry.get("m4-hourly").runner
+    gone = weakref.ref(runner)
+    straggler: list[Any] = [runner]
+    straggler.append(straggler)
+    del runner
+    gc.freeze()
+    try:
+        assert await registry.unload("m4-hourly", drain_timeout_seconds=1.0) == [1]
+        await asyncio.sleep(0.3)
+        assert gone() is not None  # the straggler still holds it
+        del straggler
+        deadline = time.monotonic() + 10.0
+        # The collection runs in a worker thread; it freezes again right after the runner goes.
+        while (gone() is not None or not gc.get_freeze_count()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert gone() is None
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
