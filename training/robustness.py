@@ -21,7 +21,12 @@ MODELS_ROOT = REPO_ROOT / "models"
 DEFAULT_OUT = REPO_ROOT / "docs/robustness"
 # (name, version rule): the fast model first, then the better one that issue #13 ships beside it.
 FORECASTERS = [("m4-hourly", "default"), ("m4-hourly-ensemble", "latest")]
-CLASSIFIERS = [("sst2-bilstm", "1"), ("sst2-bilstm", "latest"), ("sst2-distilled", "latest")]
+CLASSIFIERS = [
+    ("sst2-bilstm", "1"),
+    ("sst2-bilstm", "latest"),
+    ("sst2-distilled", "1"),
+    ("sst2-distilled", "latest"),
+]
 
 
 def _versions(root: Path, specs: list[tuple[str, str]]) -> dict[str, Path]:

@@ -21,7 +21,7 @@ TOL = 1e-5
 
 
 # Both shipped sentiment models share the architecture, so every property is checked on each.
-@pytest.fixture(scope="module", params=["sst2-bilstm/1", "sst2-distilled/1"])
+@pytest.fixture(scope="module", params=["sst2-bilstm/1", "sst2-distilled/1", "sst2-distilled/2"])
 def sentiment_dir(request: pytest.FixtureRequest) -> Path:
     return REPO / "models" / request.param
 
