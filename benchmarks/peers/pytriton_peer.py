@@ -66,19 +66,15 @@ def run(
     except (subprocess.CalledProcessError, OSError) as exc:
         results["phases"]["pytriton_error"] = {"label": "pytriton", "error": f"install failed: {exc}"}
         return
-    port, grpc, metrics = free_port(), free_port(), free_port()
-    argv = [str(python), str(SERVER_SCRIPT), str(model_path), "--name", args.forecaster]
-    argv += ["--instances", str(args.peer_instances), "--threads", "1", "--max-batch", "64"]
-    argv += ["--max-queue-delay-us", "2000", "--http-port", str(port), "--grpc-port", str(grpc)]
-    argv += ["--metrics-port", str(metrics)]
-    # The peer's own interpreter: nothing of the project's venv or settings may leak into it.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQSERVE_", "PYTHON", "VIRTUAL_ENV"))}
-    server = Server("pytriton", argv, env, port, work / "pytriton.log")
-    results["peers"]["pytriton"] = {"argv": argv[1:], "requirements": REQUIREMENTS}
+    results["peers"]["pytriton"] = {"requirements": REQUIREMENTS}
     path = f"/v2/models/{args.forecaster}/infer"
-    print("starting PyTriton ...", file=sys.stderr, flush=True)
+    server = _started(python, args, model_path, work, results["peers"]["pytriton"])
+    if server is None:
+        results["phases"]["pytriton_error"] = {
+            "label": "pytriton", "error": results["peers"]["pytriton"]["start_errors"][-1]
+        }  # fmt: skip
+        return
     try:
-        server.start(ready_path=f"/v2/models/{args.forecaster}/ready", timeout_s=300)
         status, answer = server.post_json(path, bodies.read_text().splitlines()[0])
         if status != 200 or not isinstance(answer, dict):
             raise ServerError(f"pytriton check failed: HTTP {status}: {str(answer)[:500]}")
@@ -106,3 +102,35 @@ def run(
         results["phases"]["pytriton_error"] = {"label": "pytriton", "error": str(exc)[-1500:]}
     finally:
         server.stop()
+
+
+# PyTriton 0.7 sometimes fails its own start-up: the model's stub process connects to the handshake socket
+# before the proxy listens ("ConnectionRefusedError" in model.py's initialize). A fresh start usually works.
+START_ATTEMPTS = 2
+
+
+def _started(
+    python: Path, args: argparse.Namespace, model_path: Path, work: Path, record: dict[str, Any]
+) -> Server | None:
+    """Start PyTriton, once more if its start fails; None when every attempt failed (errors in ``record``)."""
+    errors: list[str] = []
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port, grpc, metrics = free_port(), free_port(), free_port()
+        argv = [str(python), str(SERVER_SCRIPT), str(model_path), "--name", args.forecaster]
+        argv += ["--instances", str(args.peer_instances), "--threads", "1", "--max-batch", "64"]
+        argv += ["--max-queue-delay-us", "2000", "--http-port", str(port), "--grpc-port", str(grpc)]
+        argv += ["--metrics-port", str(metrics)]
+        # The peer's own interpreter: nothing of the project's venv or settings may leak into it.
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SEQSERVE_", "PYTHON", "VIRTUAL_ENV"))
+        }
+        server = Server("pytriton", argv, env, port, work / f"pytriton-{attempt}.log")
+        record |= {"argv": argv[1:], "start_attempts": attempt, "start_errors": errors}
+        print(f"starting PyTriton (attempt {attempt}) ...", file=sys.stderr, flush=True)
+        try:
+            server.start(ready_path=f"/v2/models/{args.forecaster}/ready", timeout_s=300)
+            return server
+        except ServerError as exc:
+            errors.append(str(exc)[-1500:])
+            server.stop()
+    return None
