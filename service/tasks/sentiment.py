@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from service import metrics
 from service.config import Settings
@@ -172,10 +172,10 @@ class SentimentHandler:
         """Validate, tokenize and run: the one path both protocols take (and so one micro-batcher)."""
         self._validate(texts, root)
         if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
-            encodings = self._tokenizer.encode_batch(list(texts))
+            encodings = self._tokenize(texts)
         else:
             # Tokenizing a full request of long texts takes milliseconds; keep it off the event loop.
-            encodings = await anyio.to_thread.run_sync(self._tokenizer.encode_batch, list(texts))
+            encodings = await anyio.to_thread.run_sync(self._tokenize, texts)
         empty = [ErrorDetail((root, i), "text has no tokens after normalization") for i, e in
                  enumerate(encodings) if not e.ids]  # fmt: skip
         if empty:
@@ -184,6 +184,13 @@ class SentimentHandler:
         probs = (await self._runner.run(feeds))[self._output_name]
         self.drift.observe((texts, feeds[self._ids_name], full_lengths), probs)  # queued, not computed
         return probs, lengths, full_lengths
+
+    def _tokenize(self, texts: Sequence[str]) -> list[Encoding]:
+        # One text is the common request; encode_batch's batch machinery costs more than the encoding
+        # itself there (tokenizers 0.23.3, an 18-word review: 67 us against 41 us for encode).
+        if len(texts) == 1:
+            return [self._tokenizer.encode(texts[0])]
+        return self._tokenizer.encode_batch(list(texts))
 
     def _validate(self, texts: Sequence[str], root: str) -> None:
         errors: list[ErrorDetail] = []

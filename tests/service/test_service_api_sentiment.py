@@ -45,10 +45,12 @@ def test_plain_english_reviews_get_sensible_labels_in_order(
 
 
 def test_answer_does_not_depend_on_the_rest_of_the_batch(client: TestClient) -> None:
-    texts = [*POSITIVE, "ok", "x " * 40, *NEGATIVE]
+    # A text alone is tokenized by encode, in a batch by encode_batch: both must read it the same way.
+    texts = [*POSITIVE, "ok", "x " * 40, "Ce film était magnifique 🎬, “curly”", *NEGATIVE]
     batch = _post(client, {"texts": texts}).json()["results"]
     for text, in_batch in zip(texts, batch, strict=True):
         alone = _post(client, {"texts": [text]}).json()["results"][0]
+        assert (alone["tokens_used"], alone["truncated"]) == (in_batch["tokens_used"], in_batch["truncated"])
         for label, p in alone["probabilities"].items():
             assert in_batch["probabilities"][label] == pytest.approx(p, abs=1e-5)
 
