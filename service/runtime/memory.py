@@ -19,7 +19,7 @@ import anyio.to_thread
 logger = logging.getLogger(__name__)
 
 
-def release_freed_memory(retired: Sequence[weakref.ref[Any]] = ()) -> bool:
+def release_freed_memory(retired: Sequence[weakref.ref[Any]]) -> bool:
     """Collect what the unloaded model left, then hand glibc's free pages back to the kernel.
 
     Start-up freezes its objects (service.app.settle_garbage_collector), so a reference cycle that
