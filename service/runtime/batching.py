@@ -296,11 +296,17 @@ class MicroBatcher:
         feeds: Arrays = {}
         for name in batch[0].feeds:
             arrays = [item.feeds[name] for item in batch]
-            if name in self._pad_values and len({a.shape[1] for a in arrays}) > 1:
-                width = max(a.shape[1] for a in arrays)
-                arrays = [
-                    np.pad(a, [(0, 0), (0, width - a.shape[1])], constant_values=self._pad_values[name])
-                    for a in arrays
-                ]
-            feeds[name] = np.concatenate(arrays)
+            widths = {a.shape[1] for a in arrays} if name in self._pad_values else set()
+            if len(widths) > 1:
+                # One filled array and a copy per request: np.pad per request cost 3% of a sentiment
+                # worker's busy time at 64 connections (py-spy), for what is a row copy.
+                rows = sum(a.shape[0] for a in arrays)
+                out = np.full((rows, max(widths)), self._pad_values[name], dtype=np.result_type(*arrays))
+                offset = 0
+                for a in arrays:
+                    out[offset : offset + a.shape[0], : a.shape[1]] = a
+                    offset += a.shape[0]
+                feeds[name] = out
+            else:
+                feeds[name] = np.concatenate(arrays)
         return feeds

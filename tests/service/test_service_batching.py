@@ -123,6 +123,32 @@ def test_paddable_inputs_are_padded_to_share_a_batch():
     assert float(answers[1]["y"][0, 0]) == 2 * 1 + 2 * 1
 
 
+def test_padding_fills_with_the_declared_pad_value_and_keeps_each_rows_values():
+    seen: list[np.ndarray] = []
+
+    def model(feeds: Arrays) -> Arrays:
+        seen.append(feeds["ids"].copy())
+        return {"y": feeds["ids"].sum(axis=1, keepdims=True)}
+
+    batcher = MicroBatcher(
+        model, label="test", max_batch_size=10, max_queue_delay_seconds=0.05, max_queue_rows=100,
+        pad_values={"ids": 7},
+    )  # fmt: skip
+    short = {"ids": np.array([[1, 2]], dtype=np.int64)}
+    long = {"ids": np.array([[3, 4, 5, 6], [8, 9, 10, 11]], dtype=np.int64)}
+
+    async def go() -> list[Arrays]:
+        # Both are queued before the batcher's task first runs, so they share one batch.
+        return list(await asyncio.gather(batcher.submit(short), batcher.submit(long)))
+
+    answers = asyncio.run(asyncio.wait_for(go(), 20))
+    batch = next(a for a in seen if a.shape[0] == 3)
+    assert batch.dtype == np.int64
+    assert batch.tolist() == [[1, 2, 7, 7], [3, 4, 5, 6], [8, 9, 10, 11]]
+    assert answers[0]["y"].tolist() == [[1 + 2 + 7 + 7]]
+    assert answers[1]["y"].tolist() == [[18], [38]]
+
+
 def test_backpressure_rejects_beyond_max_queue_rows():
     model = RecordingModel(hold_first=True)
     batcher = _batcher(model, max_queue_rows=5)
