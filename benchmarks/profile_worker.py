@@ -15,12 +15,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import loadgen, payloads
 from benchmarks.server import Server, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# --task: the route loaded, what one request carries, and the real bodies sent (as in bin/bench).
+TASKS: dict[str, tuple[str, str, Callable[[], list[str]]]] = {
+    "forecast": ("/v1/forecast", "one 336-value series", lambda: payloads.forecast_bodies(336, 1, 64)),
+    "sentiment": ("/v1/sentiment", "one SST-2 review", lambda: payloads.sentiment_bodies(64)),
+}
 
 
 def summarize(raw: str, top: int) -> tuple[int, list[tuple[float, str]]]:
@@ -65,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--note", default="", help="a line about the conditions (e.g. a shared machine)")
+    p.add_argument("--task", choices=sorted(TASKS), default="forecast", help="which route to load")
+    p.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks here")
     args = p.parse_args(argv)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEQSERVE_")}
@@ -73,15 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             "SEQSERVE_LOG_LEVEL": "warning"}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="seqserve-profile-") as tmp:
         work = Path(tmp)
-        bodies = payloads.write_lines(work / "single.jsonl", payloads.forecast_bodies(336, 1, 64))
+        path, what, make_bodies = TASKS[args.task]
+        bodies = payloads.write_lines(work / "single.jsonl", make_bodies())
         server = Server("service", [sys.executable, "-m", "service"], env, port, work / "service.log")
         server.start()
         try:
-            loadgen.run_wrk(server.base_url, "/v1/forecast", bodies, 16, 2, 1)
+            loadgen.run_wrk(server.base_url, path, bodies, 16, 2, 1)
             wrk_threads = min(2, args.connections)  # wrk refuses fewer connections than threads
             wrk = subprocess.Popen(
                 [loadgen.wrk_binary(), f"-t{wrk_threads}", f"-c{args.connections}", f"-d{args.seconds + 4}s",
-                 "-s", str(loadgen.LUA_SCRIPT), server.base_url, "--", "/v1/forecast", str(bodies)],
+                 "-s", str(loadgen.LUA_SCRIPT), server.base_url, "--", path, str(bodies)],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             time.sleep(2)
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
         raw_text = raw_path.read_text()
+        if args.raw is not None:
+            args.raw.write_text(raw_text)
         total, rows = summarize(raw_text, args.top)
         busy_total, busy_rows = summarize(busy_only(raw_text), args.top)
     reqs = "?"
@@ -108,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"py-spy record -r {args.rate} -d {args.seconds} on one of {args.workers} workers"
         f" (python -m service) while wrk -t{min(2, args.connections)}"
-        f" -c{args.connections} POSTs one 336-value series per request"
-        f" to /v1/forecast ({reqs} req/s over both workers, whole wrk run).",
+        f" -c{args.connections} POSTs {what} per request"
+        f" to {path} ({reqs} req/s over both workers, whole wrk run).",
         "Self time by function, % of all samples of that worker's threads (idle waits included).",
         *([args.note] if args.note else []),
         f"total samples: {total}",
