@@ -85,6 +85,27 @@ def test_forecast_features_of_an_all_zero_series_are_finite() -> None:
     assert width.tolist() == [0.0, 0.0]
 
 
+def test_forecast_features_in_slices_equal_the_whole_batch(
+    held_out: np.ndarray, forecaster: ort.InferenceSession
+) -> None:
+    # Real contexts and the model's own quantiles, queued as requests of 32 rows and one odd 7-row one.
+    rows = held_out[:103]
+    observed = [(rows[s : s + 32], forecaster.run(None, {"values": rows[s : s + 32]})[0])
+                for s in range(0, 96, 32)]  # fmt: skip
+    observed.append((rows[96:], forecaster.run(None, {"values": rows[96:]})[0]))
+    profile = load_profile(M4, load_manifest(M4))
+    assert profile is not None
+    p = profile.parameters
+    season, low, high = int(p["season_length"]), int(p["interval_low_index"]), int(p["interval_high_index"])
+    whole = ForecastExtractor(season, low, high, chunk_bytes=1 << 30).extract(observed)
+    # 10 rows of 336 float64 values per slice: 11 slices, none aligned with a request.
+    sliced = ForecastExtractor(season, low, high, chunk_bytes=10 * 336 * 8).extract(observed)
+    assert set(whole) == set(ForecastExtractor.names)
+    for name in ForecastExtractor.names:
+        assert whole[name].shape == (103,)
+        np.testing.assert_array_equal(sliced[name], whole[name])
+
+
 def test_non_ascii_share_by_hand() -> None:
     shares = features.non_ascii_share(["abc", "été", "x日本", ""])
     assert shares.tolist() == pytest.approx([0.0, 2 / 3, 2 / 3, 0.0])
