@@ -262,12 +262,16 @@ def table(results: dict[str, Any]) -> str:
         lines.append("   ratios: " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in ratios.items()))
     lines.append("")
 
-    lines.append("6. Memory after the run (MB = 10^6 bytes): peak RSS (VmHWM) / current RSS")
+    lines.append(
+        "6. Memory after the run (MB = 10^6 bytes): peak RSS (VmHWM) / current RSS"
+        " (anonymous + file-backed, the latter shared between workers)"
+    )
     for name, procs in results.get("memory", {}).items():
         for m in procs:
             lines.append(
                 f"   {name:<12} {m['role']:<10} pid {m['pid']:<7}"
                 f" peak {m['peak_rss_mb']:7.1f}  now {m['rss_mb']:7.1f}"
+                + (f" ({m['rss_anon_mb']:.1f} + {m['rss_file_mb']:.1f})" if "rss_anon_mb" in m else "")
             )
     lines.append("")
     lines.append("Targets")

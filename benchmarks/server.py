@@ -61,11 +61,11 @@ def _cmdline(pid: int) -> str:
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmHWM (peak resident set) and VmRSS (current) in kB."""
+    """VmHWM (peak resident set), VmRSS (current) and its anonymous and file-backed parts, in kB."""
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS"):
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0]) * _PAGE_KB
     return out
 
@@ -160,6 +160,9 @@ class Server:
                         "role": "worker" if pid in workers else self._role(pid),
                         "peak_rss_mb": kb.get("VmHWM", 0) * 1024 / 1e6,
                         "rss_mb": kb.get("VmRSS", 0) * 1024 / 1e6,
+                        # File-backed pages (libraries, mapped weights) are shared between workers.
+                        "rss_anon_mb": kb.get("RssAnon", 0) * 1024 / 1e6,
+                        "rss_file_mb": kb.get("RssFile", 0) * 1024 / 1e6,
                         "cmdline": _cmdline(pid)[:160],
                     }
                 )
