@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
@@ -31,6 +32,7 @@ from service.http.v2_repository import router as v2_repository_router
 from service.metrics import mark_started
 from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
 from service.runtime.drain import Drain
+from service.runtime.memory import trim_heap_every
 from service.runtime.providers import choose_providers
 from service.runtime.registry import ModelRegistry
 from service.runtime.reload_sync import watching
@@ -65,8 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # From here on a SIGTERM first fails readiness for drain_seconds (service/runtime/drain.py).
         drain.install()
         # With several workers, follow reloads that other workers publish (no-op with one worker).
-        async with watching(settings.reload_dir, registry):
+        async with watching(settings.reload_dir, registry), anyio.create_task_group() as background:
+            if settings.heap_trim_seconds > 0:
+                background.start_soon(trim_heap_every, settings.heap_trim_seconds)
             yield
+            background.cancel_scope.cancel()
         drain.uninstall()
         registry.close()
         mark_worker_exit()

@@ -181,6 +181,15 @@ class Settings(BaseSettings):
             "on unload, its share of the arena stays for the others."
         ),
     )
+    heap_trim_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "Seconds between returns of glibc's free heap pages to the kernel (malloc_trim) in each worker; "
+            "every batch thread has its own malloc arena, whose freed pages no other thread reuses "
+            "(docs/memory.md); 0 = never."
+        ),
+    )
     max_batch_size: int = Field(
         default=64, gt=0, description="Most rows in one micro-batch, and so in one session.run call."
     )
