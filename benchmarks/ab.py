@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--connections", type=_ints, default=[1, 64])
     p.add_argument("--path", default="/v1/forecast", choices=["/v1/forecast", "/v1/sentiment"])
+    p.add_argument("--model", default=None, help="forecast model to ask for (default: the service's default)")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="extra env for both")
     p.add_argument("--a-env", action="append", default=[], metavar="K=V", help="extra env for A only")
     p.add_argument("--b-env", action="append", default=[], metavar="K=V", help="extra env for B only")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[list[dict[str, Any]]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="seqserve-ab-") as tmp:
         work = Path(tmp)
-        made = (payloads.forecast_bodies(336, 1, 64) if args.path == "/v1/forecast"
+        made = (payloads.forecast_bodies(336, 1, 64, model=args.model) if args.path == "/v1/forecast"
                 else payloads.sentiment_bodies(64))  # fmt: skip
         bodies = payloads.write_lines(work / "bodies.jsonl", made)
         for i in range(args.rounds):

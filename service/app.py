@@ -32,10 +32,11 @@ from service.http.v2_repository import router as v2_repository_router
 from service.metrics import mark_started
 from service.metrics_exposition import MetricsEndpoint, mark_worker_exit
 from service.runtime.drain import Drain
-from service.runtime.memory import trim_heap_every
+from service.runtime.memory import release_memory_every
 from service.runtime.providers import choose_providers
 from service.runtime.registry import ModelRegistry
 from service.runtime.reload_sync import watching
+from service.runtime.session import ARENA_SHRINK
 
 
 def settle_garbage_collector() -> None:
@@ -68,8 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         drain.install()
         # With several workers, follow reloads that other workers publish (no-op with one worker).
         async with watching(settings.reload_dir, registry), anyio.create_task_group() as background:
-            if settings.heap_trim_seconds > 0:
-                background.start_soon(trim_heap_every, settings.heap_trim_seconds)
+            if settings.memory_release_seconds > 0:
+                interval = settings.memory_release_seconds
+                background.start_soon(release_memory_every, interval, ARENA_SHRINK.check)
             yield
             background.cancel_scope.cancel()
         drain.uninstall()

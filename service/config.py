@@ -181,13 +181,14 @@ class Settings(BaseSettings):
             "on unload, its share of the arena stays for the others."
         ),
     )
-    heap_trim_seconds: float = Field(
+    memory_release_seconds: float = Field(
         default=5.0,
         ge=0,
         description=(
-            "Seconds between returns of glibc's free heap pages to the kernel (malloc_trim) in each worker; "
-            "every batch thread has its own malloc arena, whose freed pages no other thread reuses "
-            "(docs/memory.md); 0 = never."
+            "Seconds between returns of freed memory to the kernel in each worker: glibc's free heap pages "
+            "(malloc_trim; each batch thread has its own malloc arena) and the free regions of ORT's CPU "
+            "arena (on the next session.run), so a burst on one model does not keep its memory while "
+            "others serve (docs/memory.md); 0 = never."
         ),
     )
     max_batch_size: int = Field(

@@ -18,6 +18,7 @@ from service.exceptions import InferenceError
 from service.runtime.batching import BatchObserver, MicroBatcher
 from service.runtime.manifest import TensorSpec
 from service.runtime.parts import run_in_parts
+from service.runtime.session import ARENA_SHRINK
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -105,7 +106,7 @@ class ModelRunner:
 
     def _run_whole(self, feeds: Arrays) -> Arrays:
         try:
-            results = self._session.run(self._output_names, feeds)
+            results = self._session.run(self._output_names, feeds, ARENA_SHRINK.claim(self._label))
         except Exception as exc:
             raise InferenceError(f"{self._label}: onnxruntime failed: {exc!r}") from exc
         return {name: np.asarray(value) for name, value in zip(self._output_names, results, strict=True)}
@@ -232,11 +233,11 @@ class ModelRunner:
     def _session_run(self, feeds: Arrays, rows: int) -> list[Any]:
         step = self._rows_per_run
         if step is None or rows <= step:
-            return list(self._session.run(self._output_names, feeds))
+            return self._run_part(feeds)
         return run_in_parts(self._run_part, feeds, rows, step, self._pad_values)
 
     def _run_part(self, feeds: Arrays) -> list[Any]:
-        return list(self._session.run(self._output_names, feeds))
+        return list(self._session.run(self._output_names, feeds, ARENA_SHRINK.claim(self._label)))
 
     def _check_shape(self, spec: TensorSpec, array: np.ndarray[Any, Any], rows: int) -> None:
         # A graph that disagrees with its manifest at run time is a broken artifact; say so loudly

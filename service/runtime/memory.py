@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -55,17 +55,20 @@ async def release_retired(retired: Sequence[weakref.ref[Any]], patience_seconds:
     return True
 
 
-async def trim_heap_every(interval_seconds: float) -> None:
-    """``trim_heap`` on a worker thread every ``interval_seconds``, until cancelled.
+async def release_memory_every(interval_seconds: float, check_arena: Callable[[], object]) -> None:
+    """Every ``interval_seconds`` until cancelled: ``trim_heap`` on a worker thread, and ``check_arena``
+    (``service.runtime.session.ArenaShrink.check``: the ORT arena's free regions back once a model went
+    quiet).
 
     glibc gives each thread that allocates its own arena (here: each model's batch thread), and pages
     freed in one arena are reused only by that arena's threads. After a burst on one model its arena
-    keeps them (measured at the end of ``bin/bench``: 6 MB per worker), while the next model's traffic
+    keeps them (measured at the end of ``bin/bench``: 6 MB per worker) while the next model's traffic
     grows another arena; trimming returns them in between. A trim takes about 0.6 ms when it has pages
     to return and 0.04 ms when not, off the event loop.
     """
     while True:
         await anyio.sleep(interval_seconds)
+        check_arena()
         await anyio.to_thread.run_sync(trim_heap)
 
 

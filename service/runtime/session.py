@@ -19,6 +19,51 @@ _arena_lock = threading.Lock()
 _arena_registered = False
 
 
+class ArenaShrink:
+    """Hands the free regions of ORT's CPU arena back to the kernel once a model has gone quiet.
+
+    The arena keeps every region it ever grew, so after a burst on one model (the ensemble at 16 rows per
+    run grows it by about 12 MB) the worker would hold that memory while other models serve. ORT frees
+    regions with no live tensor at the end of a run that carries the shrink option; with the shared
+    arena, a run of any model frees them for all. ``check`` runs periodically
+    (``SEQSERVE_MEMORY_RELEASE_SECONDS``): when a model that ran in the previous period ran no more in
+    this one, the next run of any model carries the option. Under steady traffic no model goes quiet
+    and nothing is shrunk, so no run pays for faulting its buffers in again (2.6 ms measured for an
+    ensemble run of 16 rows, against 9 ms for the run).
+    """
+
+    def __init__(self) -> None:
+        self._due = False
+        self._options = ort.RunOptions()
+        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        # Runs per model (by label); batch threads add, the periodic check reads. A lost increment
+        # between two threads only delays a shrink by one period.
+        self._runs: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._active: set[str] = set()
+
+    def claim(self, model: str) -> Any:
+        """The run options for this run of ``model``: the shrink when one is due, else None."""
+        self._runs[model] = self._runs.get(model, 0) + 1
+        if not self._due:
+            return None
+        self._due = False  # two threads may both take it: two shrinks, harmless
+        return self._options
+
+    def check(self) -> bool:
+        """Make a shrink due when a model that ran in the last period did not run in this one."""
+        runs = dict(self._runs)  # one C-level copy under the GIL: safe against concurrent inserts
+        active = {model for model, count in runs.items() if count != self._seen.get(model, 0)}
+        went_quiet = bool(self._active - active)
+        if went_quiet:
+            self._due = True
+        self._active, self._seen = active, runs
+        return went_quiet
+
+
+ARENA_SHRINK = ArenaShrink()
+
+
 class SpecMismatchError(Exception):
     """The graph's inputs or outputs are not what the manifest promises."""
 
