@@ -34,8 +34,7 @@ class ArenaShrink:
 
     def __init__(self) -> None:
         self._due = False
-        self._options = ort.RunOptions()
-        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._options = shrink_run_options()
         # Runs per model (by label); batch threads add, the periodic check reads. A lost increment
         # between two threads only delays a shrink by one period.
         self._runs: dict[str, int] = {}
@@ -59,6 +58,13 @@ class ArenaShrink:
             self._due = True
         self._active, self._seen = active, runs
         return went_quiet
+
+
+def shrink_run_options() -> Any:
+    """Run options that free the CPU arena's unused regions when the run ends."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
 
 
 ARENA_SHRINK = ArenaShrink()

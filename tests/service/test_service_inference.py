@@ -45,9 +45,11 @@ class CountingSession:
         self._session = session
         self.rows_per_call: list[int] = []
 
-    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(
+        self, names: list[str], feeds: dict[str, np.ndarray], run_options: object = None
+    ) -> list[np.ndarray]:
         self.rows_per_call.append(next(iter(feeds.values())).shape[0])
-        return self._session.run(names, feeds)  # type: ignore[attr-defined, no-any-return]
+        return self._session.run(names, feeds, run_options)  # type: ignore[attr-defined, no-any-return]
 
 
 def test_rows_per_run_splits_a_batch_into_smaller_session_calls_without_changing_answers() -> None:
