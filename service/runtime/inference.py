@@ -18,7 +18,7 @@ from service.exceptions import InferenceError
 from service.runtime.batching import BatchObserver, MicroBatcher
 from service.runtime.manifest import TensorSpec
 from service.runtime.parts import run_in_parts
-from service.runtime.session import ARENA_SHRINK
+from service.runtime.session import ArenaShrink
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -42,8 +42,12 @@ class ModelRunner:
         batching: BatchingConfig | None = None,
         observer: BatchObserver | None = None,
         rows_per_run: int | None = None,
+        arena_shrink: ArenaShrink | None = None,
     ) -> None:
         self._session = session
+        # Where this runner's runs learn whether to shrink ORT's arena (None: its session has no arena,
+        # and ORT refuses the option then).
+        self._arena_shrink = arena_shrink
         self._outputs = tuple(outputs)
         self._output_names = [spec.name for spec in self._outputs]
         self._max_batch_size = max_batch_size
@@ -106,7 +110,7 @@ class ModelRunner:
 
     def _run_whole(self, feeds: Arrays) -> Arrays:
         try:
-            results = self._session.run(self._output_names, feeds, ARENA_SHRINK.claim(self._label))
+            results = self._session.run(self._output_names, feeds, self._run_options())
         except Exception as exc:
             raise InferenceError(f"{self._label}: onnxruntime failed: {exc!r}") from exc
         return {name: np.asarray(value) for name, value in zip(self._output_names, results, strict=True)}
@@ -237,7 +241,10 @@ class ModelRunner:
         return run_in_parts(self._run_part, feeds, rows, step, self._pad_values)
 
     def _run_part(self, feeds: Arrays) -> list[Any]:
-        return list(self._session.run(self._output_names, feeds, ARENA_SHRINK.claim(self._label)))
+        return list(self._session.run(self._output_names, feeds, self._run_options()))
+
+    def _run_options(self) -> Any:
+        return None if self._arena_shrink is None else self._arena_shrink.claim(self._label)
 
     def _check_shape(self, spec: TensorSpec, array: np.ndarray[Any, Any], rows: int) -> None:
         # A graph that disagrees with its manifest at run time is a broken artifact; say so loudly

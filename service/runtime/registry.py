@@ -39,7 +39,7 @@ from service.runtime.manifest import (
     verify_files,
 )
 from service.runtime.memory import pin_mmap_threshold, release_retired, trim_heap
-from service.runtime.session import batch_lanes, build_session, check_tensor_specs
+from service.runtime.session import ARENA_SHRINK, batch_lanes, build_session, check_tensor_specs
 from service.runtime.versions import VersionPolicy, select_versions
 from service.tasks import HANDLER_FACTORIES, TaskHandler
 
@@ -422,6 +422,7 @@ class ModelRegistry:
             self._batching_config(name),
             observer=ModelMetrics(name, version),
             rows_per_run=rows_per_run,
+            arena_shrink=ARENA_SHRINK if self._settings.ort_cpu_mem_arena else None,
         )
         handler = factory(manifest, runner, self._settings, version_dir)
         started = time.perf_counter()

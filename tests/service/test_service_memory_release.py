@@ -87,7 +87,7 @@ def test_the_app_releases_memory_only_when_configured(
 ) -> None:
     started: list[float] = []
 
-    async def recorded(interval_seconds: float, check_arena: Callable[[], object]) -> None:
+    async def recorded(interval_seconds: float, check_arena: Callable[[], object] | None) -> None:
         started.append(interval_seconds)
         await release_memory_every(interval_seconds, check_arena)
 
@@ -174,3 +174,16 @@ def test_a_run_of_another_model_returns_what_a_burst_grew_in_the_shared_arena() 
     assert out["check_once_quiet"] is True
     assert out["after_shrink_run"] - out["before"] < grown // 2
     assert out["same_answer"]  # the option changes memory, not answers
+
+
+@pytest.mark.parametrize("arena", [True, False])
+def test_forecasts_keep_answering_while_models_go_quiet(arena: bool) -> None:
+    # Without an arena ORT refuses the shrink option (INVALID_ARGUMENT), so no run may carry it then.
+    settings = make_settings(MODELS, ort_cpu_mem_arena=arena, memory_release_seconds=0.05)
+    series = [{"values": values[-336:]} for _, values in read_m4_series(2)]
+    with TestClient(create_app(settings)) as client:
+        for model in ("m4-hourly-ensemble", "m4-hourly", "m4-hourly-ensemble", "m4-hourly"):
+            answer = client.post("/v1/forecast", json={"model": model, "series": series})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model"]["name"] == model
+            threading.Event().wait(0.2)  # several periods: the other model went quiet meanwhile
