@@ -39,6 +39,7 @@ from service.runtime.manifest import (
     verify_files,
 )
 from service.runtime.memory import pin_mmap_threshold, release_retired, trim_heap
+from service.runtime.providers import CPU
 from service.runtime.session import ARENA_SHRINK, batch_lanes, build_session, check_tensor_specs
 from service.runtime.versions import VersionPolicy, select_versions
 from service.tasks import HANDLER_FACTORIES, TaskHandler
@@ -414,6 +415,9 @@ class ModelRegistry:
         check_tensor_specs(session, manifest)
         provider = session.get_providers()[0]
         rows_per_run = manifest.serving.rows_per_run(provider) if self._settings.batch_size_hints else None
+        # The arena shrink is measured on CPU sessions only (docs/memory.md); a session without ORT's CPU
+        # arena refuses the option.
+        shrinkable = self._settings.ort_cpu_mem_arena and session.get_providers() == [CPU]
         runner = ModelRunner(
             session,
             manifest.outputs,
@@ -422,7 +426,7 @@ class ModelRegistry:
             self._batching_config(name),
             observer=ModelMetrics(name, version),
             rows_per_run=rows_per_run,
-            arena_shrink=ARENA_SHRINK if self._settings.ort_cpu_mem_arena else None,
+            arena_shrink=ARENA_SHRINK if shrinkable else None,
         )
         handler = factory(manifest, runner, self._settings, version_dir)
         started = time.perf_counter()
