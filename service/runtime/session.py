@@ -56,7 +56,11 @@ class ArenaShrink:
         went_quiet = bool(self._active - active)
         if went_quiet:
             self._due = True
-        self._active, self._seen = active, runs
+        # Quiet models are forgotten, so unloaded versions do not pile up; a later run counts from 1
+        # again, which is a change, so it is seen as active. (A run racing this pop is missed once.)
+        for model in runs.keys() - active:
+            self._runs.pop(model, None)
+        self._active, self._seen = active, {model: runs[model] for model in active}
         return went_quiet
 
 

@@ -117,6 +117,12 @@ def test_a_shrink_is_due_only_once_a_model_went_quiet_and_one_run_carries_it() -
     first, second = shrink.claim("forecast"), shrink.claim("forecast")
     assert first is not None and second is None
     assert first.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    # The ensemble comes back after a pause, then goes quiet again: a second shrink.
+    assert shrink.claim("ensemble") is None
+    assert shrink.check() is False
+    assert shrink.claim("forecast") is None
+    assert shrink.check() is True
+    assert shrink.claim("forecast") is not None
 
 
 # Run in a fresh process, as in a worker: in the test process, earlier tests' sessions may have left
