@@ -70,10 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # With several workers, follow reloads that other workers publish (no-op with one worker).
         async with watching(settings.reload_dir, registry), anyio.create_task_group() as background:
             if settings.memory_release_seconds > 0:
-                # Without ORT's CPU arena there is nothing to shrink, and ORT refuses the run option.
-                arena_check = ARENA_SHRINK.check if settings.ort_cpu_mem_arena else None
+                # Only runners whose session has ORT's CPU arena take the shrink (ModelRegistry).
                 interval = settings.memory_release_seconds
-                background.start_soon(release_memory_every, interval, arena_check)
+                background.start_soon(release_memory_every, interval, ARENA_SHRINK.check)
             yield
             background.cancel_scope.cancel()
         drain.uninstall()

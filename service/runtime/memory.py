@@ -55,10 +55,10 @@ async def release_retired(retired: Sequence[weakref.ref[Any]], patience_seconds:
     return True
 
 
-async def release_memory_every(interval_seconds: float, check_arena: Callable[[], object] | None) -> None:
+async def release_memory_every(interval_seconds: float, check_arena: Callable[[], object]) -> None:
     """Every ``interval_seconds`` until cancelled: ``trim_heap`` on a worker thread, and ``check_arena``
-    when given (``service.runtime.session.ArenaShrink.check``: the ORT arena's free regions back once a
-    model went quiet).
+    (``service.runtime.session.ArenaShrink.check``: the ORT arena's free regions back once a model went
+    quiet).
 
     glibc gives each thread that allocates its own arena (here: each model's batch thread), and pages
     freed in one arena are reused only by that arena's threads. After a burst on one model its arena
@@ -68,8 +68,7 @@ async def release_memory_every(interval_seconds: float, check_arena: Callable[[]
     """
     while True:
         await anyio.sleep(interval_seconds)
-        if check_arena is not None:
-            check_arena()
+        check_arena()
         await anyio.to_thread.run_sync(trim_heap)
 
 

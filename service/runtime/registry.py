@@ -413,11 +413,12 @@ class ModelRegistry:
         verify_files(version_dir, manifest)
         session = build_session(version_dir / MODEL_FILENAME, self._providers, self._settings)
         check_tensor_specs(session, manifest)
-        provider = session.get_providers()[0]
+        providers = session.get_providers()
+        provider = providers[0]
         rows_per_run = manifest.serving.rows_per_run(provider) if self._settings.batch_size_hints else None
         # The arena shrink is measured on CPU sessions only (docs/memory.md); a session without ORT's CPU
         # arena refuses the option.
-        shrinkable = self._settings.ort_cpu_mem_arena and session.get_providers() == [CPU]
+        shrinkable = self._settings.ort_cpu_mem_arena and providers == [CPU]
         runner = ModelRunner(
             session,
             manifest.outputs,

@@ -34,12 +34,13 @@ class ArenaShrink:
 
     def __init__(self) -> None:
         self._due = False
-        self._options = shrink_run_options()
+        self._options = ort.RunOptions()
+        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         # Runs per model (by label); batch threads add, the periodic check reads. A lost increment
         # between two threads only delays a shrink by one period.
         self._runs: dict[str, int] = {}
+        # The counts of the models that ran in the last period (its keys are those models).
         self._seen: dict[str, int] = {}
-        self._active: set[str] = set()
 
     def claim(self, model: str) -> Any:
         """The run options for this run of ``model``: the shrink when one is due, else None."""
@@ -53,22 +54,15 @@ class ArenaShrink:
         """Make a shrink due when a model that ran in the last period did not run in this one."""
         runs = dict(self._runs)  # one C-level copy under the GIL: safe against concurrent inserts
         active = {model for model, count in runs.items() if count != self._seen.get(model, 0)}
-        went_quiet = bool(self._active - active)
+        went_quiet = bool(self._seen.keys() - active)
         if went_quiet:
             self._due = True
         # Quiet models are forgotten, so unloaded versions do not pile up; a later run counts from 1
         # again, which is a change, so it is seen as active. (A run racing this pop is missed once.)
         for model in runs.keys() - active:
             self._runs.pop(model, None)
-        self._active, self._seen = active, {model: runs[model] for model in active}
+        self._seen = {model: runs[model] for model in active}
         return went_quiet
-
-
-def shrink_run_options() -> Any:
-    """Run options that free the CPU arena's unused regions when the run ends."""
-    options = ort.RunOptions()
-    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    return options
 
 
 ARENA_SHRINK = ArenaShrink()

@@ -87,7 +87,7 @@ def test_the_app_releases_memory_only_when_configured(
 ) -> None:
     started: list[float] = []
 
-    async def recorded(interval_seconds: float, check_arena: Callable[[], object] | None) -> None:
+    async def recorded(interval_seconds: float, check_arena: Callable[[], object]) -> None:
         started.append(interval_seconds)
         await release_memory_every(interval_seconds, check_arena)
 
