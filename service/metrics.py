@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,32 @@ GENERATION_STREAMS_PER_STEP = Histogram(
 )  # fmt: skip
 
 
+class BoundHistogram:
+    """One histogram series, observed without prometheus_client's per-call checks.
+
+    ``Histogram.observe`` checks that the series is observable and walks the buckets in Python on every
+    call; a forecast request observes three series on the event loop. ``bisect_left`` over the same
+    upper bounds picks the same bucket (the first bound with ``amount <= bound``) in C.
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_child", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        # prometheus_client's own per-series values (mmap-backed in multiprocess mode), so the
+        # exposition and every other writer see exactly what observe() would have written.
+        self._bounds: list[float] = child._upper_bounds
+        self._buckets = child._buckets
+        self._sum = child._sum
+
+    def observe(self, amount: float) -> None:
+        if amount != amount:  # NaN falls in no bucket in prometheus_client; keep its behaviour
+            self._child.observe(amount)
+            return
+        self._sum.inc(amount)
+        self._buckets[bisect_left(self._bounds, amount)].inc(1)
+
+
 def multiprocess_enabled() -> bool:
     return "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
@@ -130,9 +157,9 @@ class ModelMetrics:
     def __init__(self, model: str, version: int | str) -> None:
         self.model = model
         self._rows = INFERENCE_ROWS.labels(model, str(version))
-        self._batch_rows = BATCH_ROWS.labels(model)
-        self._queue_wait = QUEUE_WAIT.labels(model)
-        self._inference = INFERENCE_DURATION.labels(model)
+        self._batch_rows = BoundHistogram(BATCH_ROWS.labels(model))
+        self._queue_wait = BoundHistogram(QUEUE_WAIT.labels(model))
+        self._inference = BoundHistogram(INFERENCE_DURATION.labels(model))
         self._queue_rows = QUEUE_ROWS.labels(model)
         self._queue_rows.set(0)
         self._rejected = {reason: REJECTED.labels(model, reason) for reason in REJECT_REASONS}
@@ -231,7 +258,7 @@ class ForecastInputLengths:
     """A forecast model's input-length series, bound once: ``labels()`` costs a lock per request."""
 
     def __init__(self, model: str) -> None:
-        self._histogram = FORECAST_INPUT_LENGTH.labels(model)
+        self._histogram = BoundHistogram(FORECAST_INPUT_LENGTH.labels(model))
 
     def observe(self, lengths: Iterable[int]) -> None:
         for length in lengths:
@@ -248,7 +275,7 @@ class _RouteSeries:
     def __init__(self, route: str) -> None:
         self.route = route
         self.in_progress = REQUESTS_IN_PROGRESS.labels(route)
-        self.duration = REQUEST_DURATION.labels(route)
+        self.duration = BoundHistogram(REQUEST_DURATION.labels(route))
         self._by_status: dict[int, Counter] = {}
 
     def requests(self, status: int) -> Counter:

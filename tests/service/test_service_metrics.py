@@ -188,3 +188,35 @@ def test_sentiment_labels_are_counted(client: TestClient) -> None:
     for label in set(labels):
         got = value(after, name, model=model, label=label) - value(before, name, model=model, label=label)
         assert got == labels.count(label)
+
+
+def test_bound_histogram_fills_the_same_buckets_and_sum_as_prometheus_observe() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    bounds = (0.5, 1.0, 2.0, 5.0)
+    theirs = Histogram("theirs_seconds", "reference", buckets=bounds, registry=registry)
+    ours = metrics.BoundHistogram(Histogram("ours_seconds", "bound", buckets=bounds, registry=registry))
+    # On each bound, between bounds, below the first, beyond the last, negative, infinite, and NaN.
+    values = (0.0, 0.5, 0.75, 1.0, 1.0000001, 2.0, 4.99, 5.0, 7.0, 1e300, -3.0, float("inf"), float("nan"))
+    for value in values:
+        theirs.observe(value)
+        ours.observe(value)
+
+    def samples(prefix: str) -> dict[tuple[str, str | None], float]:
+        return {
+            (s.name[len(prefix) :], s.labels.get("le")): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix)
+        }
+
+    reference, bound = samples("theirs_"), samples("ours_")
+    assert reference[("seconds_bucket", "0.5")] == 3  # -3.0, 0.0 and 0.5: the bound itself counts
+    assert reference[("seconds_count", None)] == len(values) - 1  # NaN lands in no bucket
+    assert bound.keys() == reference.keys()
+    for key, value in reference.items():
+        if key[0] == "seconds_sum":
+            assert bound[key] != bound[key] and value != value  # NaN in, NaN sum, in both
+        else:
+            assert bound[key] == value, key
