@@ -108,3 +108,20 @@ async def test_huge_but_representable_values_are_422_not_500(handler: ForecastHa
         assert exc.details[0].loc == ("series", 0, "values")
     else:
         assert np.isfinite(result.point).all()
+
+
+async def test_values_before_the_context_are_checked_but_not_sent(handler: ForecastHandler) -> None:
+    # Only the last context_length values reach the model; a NaN earlier is still the client's error,
+    # named where it is, while a finite value earlier that float32 cannot hold is never used.
+    n = handler.params.context_length + 20
+    with_nan = [*_series(n)]
+    with_nan[3] = float("nan")
+    assert await _invalid(handler, ForecastQuery([SeriesInput(with_nan)])) == [("series", 0, "values", 3)]
+    huge_early = [*_series(n)]
+    huge_early[3] = 1e39
+    [result] = await handler.forecast(ForecastQuery([SeriesInput(huge_early)]))
+    [reference] = await handler.forecast(
+        ForecastQuery([SeriesInput(_series(n)[-handler.params.context_length :])])
+    )
+    assert result.context_length_used == handler.params.context_length
+    np.testing.assert_array_equal(result.point, reference.point)
