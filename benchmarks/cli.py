@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceiling, layout_ceiling, loadgen, paired, payloads, report, sentiment_ceiling
+from benchmarks import ceiling, layout_ceiling, loadgen, payloads, report, sentiment_ceiling
 from benchmarks.server import Server, ServerError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -76,10 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SEQSERVE_X=VALUE",
         help="extra service setting, repeatable (e.g. SEQSERVE_MAX_QUEUE_DELAY_SECONDS=0.001)",
     )
-    p.add_argument("--skip", action="append", default=[], choices=["ceiling", "on", "off", "naive", "paired"])
-    # Target 12.1 also in interleaved pairs of service and layout ceiling (benchmarks/paired.py).
-    p.add_argument("--paired-rounds", type=int, default=3, help="rounds of the paired 12.1 measurement")
-    p.add_argument("--paired-seconds", type=int, default=4, help="seconds of each side of a paired round")
+    p.add_argument("--skip", action="append", default=[], choices=["ceiling", "on", "off", "naive"])
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     # Other serving stacks on the same model and series (benchmarks/peers/), each in its own venv.
     p.add_argument("--peers", type=_names, default=[], metavar="pytriton", help="peers to run too")
@@ -350,7 +347,6 @@ def run_service(
                 server, results, f"{tag}_c{c}", label, FORECAST_PATH, files["single"], c, 1, args.duration
             )
         if batching:
-            run_paired(args, server, results, files["single"])
             run_v2_binary(args, server, results, files["v2_single"])
             n = args.multi_series
             load_phase(
@@ -381,18 +377,6 @@ def run_service(
         results["phases"][f"{tag}_error"] = {"label": f"service, batching {tag}", "error": str(exc)[-1500:]}
     finally:
         server.stop()
-
-
-def run_paired(args: argparse.Namespace, server: Server, results: dict[str, Any], bodies: Path) -> None:
-    layout = results.get("layout_ceiling")
-    if "paired" in args.skip or not layout or 64 not in args.connections:
-        return
-    model_path = args.models / args.forecaster / args.fp32_version / "model.onnx"
-    contexts = payloads.load_m4_series(args.context_length)
-    results["paired_12_1"] = paired.measure(
-        server, FORECAST_PATH, bodies, model_path, contexts, layout["best_batch"], args.workers,
-        args.paired_rounds, args.paired_seconds,
-    )  # fmt: skip
 
 
 def run_ensemble_phases(

@@ -111,10 +111,8 @@ def issue12_targets(
     gap = None if on1 is None or run1 is None else float(on1["latency_ms"]["p50"]) - float(run1)
     outside = None if on64 is None else on64.get("server_cpu_ms_per_request_outside_ort")
     return [
-        ("12.1", "single series, 64 clients: rows/s / N x 1 layout ceiling (the sweep at the start)",
+        ("12.1", "single series, 64 clients: rows/s / N x 1 layout ceiling",
          _ratio(_rows(results, "on_c64"), layout), 0.60, True, "ratio"),
-        ("12.1p", "the same in interleaved pairs, median of rounds (benchmarks/paired.py)",
-         results.get("paired_12_1", {}).get("ratio_median"), 0.60, True, "ratio"),
         ("12.2", "vs PyTriton, 64 clients, rows/s",
          _ratio(_rows(results, "on_c64"), _rows(results, "pytriton_c64")), 1.6, True, "x"),
         ("12.3", "single series, 64 clients: p99 (ms)",
@@ -203,16 +201,6 @@ def table(results: dict[str, Any]) -> str:
                 f"   batch-1 session.run, {run1['intra_op_threads']} thread:"
                 f" median {run1['median_ms']:.2f} ms"
                 f" (p10 {run1['p10_ms']:.2f}, p90 {run1['p90_ms']:.2f}; {run1['calls']} calls)"
-            )
-        pairs = results.get("paired_12_1")
-        if pairs:
-            rounds = "; ".join(
-                f"{r['service_rows_per_s']:.0f}/{r['ceiling_rows_per_s']:.0f} = {r['ratio']:.3f}"
-                for r in pairs["rounds"]
-            )
-            lines.append(
-                f"   12.1 in pairs ({pairs['seconds']} s each side, ceiling at batch {pairs['batch']},"
-                f" service at 64 connections): {rounds}; median {pairs['ratio_median']:.3f}"
             )
         sent = results.get("sentiment_layout_ceiling")
         if sent:
