@@ -257,6 +257,9 @@ def table(results: dict[str, Any]) -> str:
                 f" {1000 * phase['ort_thread_cpu_seconds'] / max(1, phase['requests']):.2f}; lower bound from"
                 f" session.run wall time {phase['server_cpu_ms_per_request_outside_ort_lower_bound']:.2f})"
             )
+    gap = gap_12_1(results)
+    if gap is not None:
+        lines.append(gap)
     ratios = results.get("ratios", {})
     if ratios:
         lines.append("   ratios: " + ", ".join(f"{k} {_fmt(v, 'x')}" for k, v in ratios.items()))
@@ -283,3 +286,24 @@ def table(results: dict[str, Any]) -> str:
             f" {t['op']} {threshold:<7} {verdict}"
         )
     return "\n".join(lines)
+
+
+def gap_12_1(results: dict[str, Any]) -> str | None:
+    """Where target 12.1's gap goes in this run: ORT per row in the service and in the ceiling's loop,
+    the rest of the server per request, and the ratio the service would reach with that rest at zero."""
+    phase, layout = _phase(results, "on_c64"), results.get("layout_ceiling")
+    cpus = results.get("meta", {}).get("cpu_count")
+    if phase is None or not layout or not cpus or phase.get("ort_thread_cpu_seconds") is None:
+        return None
+    ort_ms = 1000 * phase["ort_thread_cpu_seconds"] / max(1, phase["requests"])
+    ceiling_ms = {p["batch"]: 1000 * layout["processes"] / p["rows_per_s_median"] for p in layout["points"]}
+    # Cores left to the server once wrk has its share, all spent in session.run at the service's cost.
+    ort_only = (cpus - phase["wrk_cpu_cores"]) / (ort_ms / 1000) / layout["rows_per_s"]
+    at4 = f"{ceiling_ms[4]:.3f} at batch 4, " if 4 in ceiling_ms else ""
+    return (
+        f"   12.1, where the gap goes @64: session.run {ort_ms:.3f} core-ms/row in the batch threads (the"
+        f" ceiling's loop: {at4}{ceiling_ms[layout['best_batch']]:.3f} at its best batch"
+        f" {layout['best_batch']}); the rest of the server"
+        f" {phase.get('server_cpu_ms_per_request_outside_ort', float('nan')):.3f} core-ms/request; wrk"
+        f" {phase['wrk_cpu_cores']:.2f} cores. With that rest at zero the ratio would be {ort_only:.2f}."
+    )
