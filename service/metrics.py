@@ -232,14 +232,21 @@ def mark_started() -> None:
     BUILD_INFO.labels(__version__).set(1)
 
 
-def register_sentiment_model(model: str, labels: Iterable[str]) -> None:
-    for label in labels:
-        SENTIMENT_PREDICTIONS.labels(model, label)
+class SentimentLabelCounts:
+    """A sentiment model's prediction counters, one per manifest label, bound once (``labels()`` costs a
+    lock per call); creating it pre-creates the series at 0."""
+
+    def __init__(self, model: str, labels: Iterable[str]) -> None:
+        self._by_label = {label: SENTIMENT_PREDICTIONS.labels(model, label) for label in labels}
+
+    def count(self, labels: Iterable[str]) -> None:
+        # Predicted labels come from the manifest's list, so the label set stays bounded.
+        for label in labels:
+            self._by_label[label].inc()
 
 
-def count_sentiment_labels(model: str, labels: Iterable[str]) -> None:
-    for label in labels:
-        SENTIMENT_PREDICTIONS.labels(model, label).inc()
+def register_sentiment_model(model: str, labels: Iterable[str]) -> SentimentLabelCounts:
+    return SentimentLabelCounts(model, labels)
 
 
 class GenerationMetrics:

@@ -82,7 +82,7 @@ class SentimentHandler:
     ) -> None:
         self.manifest = manifest
         self.params = params
-        metrics.register_sentiment_model(manifest.name, params.labels)
+        self._label_counts = metrics.register_sentiment_model(manifest.name, params.labels)
         self._tokenizer = tokenizer
         self._runner = runner
         self._ids_name, self._lengths_name = (spec.name for spec in manifest.inputs)
@@ -145,7 +145,7 @@ class SentimentHandler:
             raise InvalidInputError("some texts are not valid UTF-8", errors)
         probs, _, _ = await self._probabilities(texts, V2_TEXT_INPUT)
         labels = np.array([self.params.labels[i].encode() for i in probs.argmax(axis=1)], dtype=object)
-        metrics.count_sentiment_labels(self.manifest.name, (label.decode() for label in labels))
+        self._label_counts.count(label.decode() for label in labels)
         return {self._output_name: probs, V2_LABEL_OUTPUT: labels}
 
     async def classify(self, texts: Sequence[str]) -> list[SentimentResult]:
@@ -163,7 +163,7 @@ class SentimentHandler:
                     tokens_used=int(used),
                 )
             )
-        metrics.count_sentiment_labels(self.manifest.name, (r.label for r in results))
+        self._label_counts.count(r.label for r in results)
         return results
 
     async def _probabilities(
