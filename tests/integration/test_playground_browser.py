@@ -26,6 +26,7 @@ from browser_tools import (
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 EXAMPLES = json.loads((REPO / "service/http/static/examples/m4_hourly.json").read_text())
@@ -202,10 +203,16 @@ def test_docs_load_offline_and_try_it_out_runs_the_forecast_example(
     screenshot(driver, tmp_path, "docs-overview")
     operation = driver.find_element(By.ID, "operations-default-forecast_v1_forecast_post")
     operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
-    execute = WebDriverWait(driver, WAIT_SECONDS).until(
-        lambda d: operation.find_element(By.CSS_SELECTOR, ".execute")
-    )
-    body = operation.find_element(By.CSS_SELECTOR, "textarea.body-param__text").get_attribute("value")
+
+    def try_it_out_ready(_: webdriver.Chrome) -> tuple[WebElement, str] | bool:
+        # Swagger UI renders the Execute button and the body editor in separate updates; a fresh-clone CI
+        # run once looked for the editor between the two. Wait for both, and for the example in it.
+        buttons = operation.find_elements(By.CSS_SELECTOR, ".execute")
+        editors = operation.find_elements(By.CSS_SELECTOR, "textarea.body-param__text")
+        text = editors[0].get_attribute("value") if editors else None
+        return (buttons[0], text) if buttons and text else False
+
+    execute, body = WebDriverWait(driver, WAIT_SECONDS).until(try_it_out_ready)
     assert json.loads(body)["series"][0]["id"] == EXAMPLES["series"][0]["id"]
     execute.click()
     live = ".live-responses-table tr.response .response-col_status"
