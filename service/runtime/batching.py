@@ -78,10 +78,6 @@ class _Item:
 
 
 def row_count(feeds: Mapping[str, np.ndarray[Any, Any]]) -> int:
-    if len(feeds) == 1:  # most models take one input: no set of counts to compare
-        (array,) = feeds.values()
-        if array.shape[0]:
-            return int(array.shape[0])
     counts = {name: array.shape[0] for name, array in feeds.items()}
     if len(set(counts.values())) != 1 or 0 in counts.values():
         raise ValueError(f"feeds must share a non-zero number of rows, got {counts}")
@@ -159,19 +155,13 @@ class MicroBatcher:
         self._observer.queue_rows(self._queued_rows)
         assert self._wakeup is not None
         self._wakeup.set()
-        if len(items) == 1:
-            future = items[0].future
-            try:
-                return await future
-            finally:
-                future.cancel()  # on timeout or cancellation: a queued item must not run for nobody
         try:
             parts = [await item.future for item in items]
         finally:
             # On timeout or error, queued siblings must not run for nobody.
             for item in items:
                 item.future.cancel()
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def close(self) -> None:
         if self._task is not None:
@@ -244,14 +234,6 @@ class MicroBatcher:
         elapsed = time.perf_counter() - started
         self._learn_speed(rows, elapsed)
         self._observer.batch_done(rows, waits, elapsed)
-        if len(out) == 1:  # one output (most models): no dict comprehension per request
-            ((name, array),) = out.items()
-            offset = 0
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_result({name: array[offset : offset + item.rows]})
-                offset += item.rows
-            return
         offset = 0
         for item in batch:
             if not item.future.done():

@@ -290,18 +290,15 @@ class ForecastHandler:
         return rows
 
     async def _predict(self, rows: list[Float32Array]) -> list[Float32Array]:
-        if len(rows) == 1:  # one series (most requests): a view as [1, T], no grouping and no stack
-            batch = rows[0][np.newaxis]
-            out = (await self._runner.run({self._input_name: batch}))[self._output_name]
-            self.drift.observe(batch, out)
-            return [out[0]]
         # The graph takes rectangular [B, T]; grouping equal lengths changes no answer (no padding).
         by_length: dict[int, list[int]] = defaultdict(list)
         for index, row in enumerate(rows):
             by_length[row.shape[0]].append(index)
         results: list[Float32Array | None] = [None] * len(rows)
         for indices in by_length.values():
-            batch = np.stack([rows[i] for i in indices])
+            # One series (most requests) needs no copy: a [1, T] view of its row.
+            group = [rows[i] for i in indices]
+            batch = group[0][np.newaxis] if len(group) == 1 else np.stack(group)
             out = (await self._runner.run({self._input_name: batch}))[self._output_name]
             self.drift.observe(batch, out)  # queued only; features are computed off the request path
             for position, index in enumerate(indices):
