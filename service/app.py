@@ -16,6 +16,7 @@ from starlette.routing import Route
 from service import __version__
 from service.config import Settings
 from service.http.auth import ApiKeyMiddleware, install_security_schemes
+from service.http.direct import DirectLane
 from service.http.errors import install_error_handlers
 from service.http.examples import install_examples
 from service.http.express import ExpressLane
@@ -129,4 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.append(Route("/metrics", MetricsEndpoint(), methods=["GET"], include_in_schema=False))
     # Added last, so it wraps the body limit and sees its 413s too; it matches route templates itself.
     app.add_middleware(HttpMetricsMiddleware, routes=[*app.router.routes, *own_routes])
+    if DirectLane.enabled(settings):
+        # Read by the HTTP protocol (service/http/protocol.py), which serves what may skip the stack above.
+        app.state.direct_lane = DirectLane(app, own_routes, settings)
     return app

@@ -81,8 +81,8 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "workers": settings.workers,
         "timeout_graceful_shutdown": settings.graceful_shutdown_seconds,
         "access_log": settings.access_log,
-        # One write per response instead of two (service/http/protocol.py).
-        "http": "service.http.protocol:CoalescingHttpToolsProtocol",
+        # One write per response instead of two, and the direct lane (service/http/protocol.py).
+        "http": "service.http.protocol:DirectHttpToolsProtocol",
         # No "server: uvicorn" on every answer: bytes for nothing, and it names the software to scanners.
         "server_header": False,
     }

@@ -317,6 +317,10 @@ class RequestTimer:
         series.requests(status).inc()
         series.duration.observe(time.perf_counter() - self._started)
 
+    def cancel(self) -> None:
+        """No longer in progress and not counted: another timer (the full stack's) takes the request."""
+        self._series.in_progress.dec()
+
 
 def register_routes(routes: Iterable[str]) -> None:
     for route in routes:

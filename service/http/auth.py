@@ -61,29 +61,22 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
-class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: Sequence[str], protect_health_and_metrics: bool = False) -> None:
+class ApiKeys:
+    """The configured keys, and whether a request may pass (also asked by the direct lane, direct.py)."""
+
+    def __init__(self, keys: Sequence[str], protect_health_and_metrics: bool = False) -> None:
         if not keys:
-            raise ValueError("ApiKeyMiddleware needs at least one key")
-        self.app = app
+            raise ValueError("ApiKeys needs at least one key")
         self._digests = [_digest(key.encode()) for key in keys]
-        self._protect_health = protect_health_and_metrics
+        self.protect_health = protect_health_and_metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_protected(scope["path"], self._protect_health):
-            await self.app(scope, receive, send)
-            return
-        candidates = list(_presented_keys(scope["headers"]))
-        v2 = is_v2_path(scope["path"])
-        if not candidates:
-            await _reject(send, "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>", v2)
-            return
-        if not self._any_valid(candidates):
-            await _reject(send, "invalid API key", v2)
-            return
-        await self.app(scope, receive, send)
+    def admits(self, scope: Scope) -> bool:
+        """True when the path needs no key or a valid one was sent: the middleware would pass it on."""
+        if not is_protected(scope["path"], self.protect_health):
+            return True
+        return self.any_valid(_presented_keys(scope["headers"]))
 
-    def _any_valid(self, candidates: Iterable[bytes]) -> bool:
+    def any_valid(self, candidates: Iterable[bytes]) -> bool:
         valid = False
         for candidate in candidates:
             presented = _digest(candidate)
@@ -91,6 +84,26 @@ class ApiKeyMiddleware:
                 # No short-circuit: every configured key is compared every time.
                 valid |= hmac.compare_digest(presented, expected)
         return valid
+
+
+class ApiKeyMiddleware:
+    def __init__(self, app: ASGIApp, keys: Sequence[str], protect_health_and_metrics: bool = False) -> None:
+        self.app = app
+        self._keys = ApiKeys(keys, protect_health_and_metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_protected(scope["path"], self._keys.protect_health):
+            await self.app(scope, receive, send)
+            return
+        candidates = list(_presented_keys(scope["headers"]))
+        v2 = is_v2_path(scope["path"])
+        if not candidates:
+            await _reject(send, "missing API key: send Authorization: Bearer <key> or X-API-Key: <key>", v2)
+            return
+        if not self._keys.any_valid(candidates):
+            await _reject(send, "invalid API key", v2)
+            return
+        await self.app(scope, receive, send)
 
 
 def _presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> Iterable[bytes]:

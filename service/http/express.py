@@ -49,19 +49,32 @@ class ExpressLane:
         await self.app(scope, receive, send)
 
     async def _serve(self, fast: FastPath, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            response = await fast(request)
-        except Exception as exc:
-            handler = _handler_for(scope, exc)
-            if handler is None:
-                raise  # server faults (and the body limit's signal) take the same way out as before
-            response = await handler(request, exc)
-        if response is None:
-            body = await request.body()  # already read and cached by the fast path
-            await self.app(scope, _replay(body, receive), send)
-            return
-        await response(scope, receive, send)
+        await serve_fast(fast, scope, receive, send, self.app)
+
+
+async def serve_fast(
+    fast: FastPath, scope: Scope, receive: Receive, send: Send, fallback: ASGIApp
+) -> int | None:
+    """Answer with a route's fast path: the status sent, or None when the request went on to ``fallback``.
+
+    The endpoint's exceptions go to the app's own handlers (``scope["app"]``), as Starlette's exception
+    middleware would send them; one without a handler propagates. A request the fast path declines goes
+    to ``fallback`` with its body replayed.
+    """
+    request = Request(scope, receive)
+    try:
+        response = await fast(request)
+    except Exception as exc:
+        handler = _handler_for(scope, exc)
+        if handler is None:
+            raise  # server faults (and the body limit's signal) take the same way out as before
+        response = await handler(request, exc)
+    if response is None:
+        body = await request.body()  # already read and cached by the fast path
+        await fallback(scope, _replay(body, receive), send)
+        return None
+    await response(scope, receive, send)
+    return response.status_code
 
 
 def express_routes(routes: Sequence[BaseRoute]) -> list[tuple[APIRoute, FastPath]]:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from service.http.direct import lane_of
 
 
 class CoalescingTransport:
@@ -63,3 +66,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         wrapped = CoalescingTransport(transport, self.loop)
         super().connection_made(wrapped)  # type: ignore[arg-type]
+
+
+class DirectHttpToolsProtocol(CoalescingHttpToolsProtocol):
+    """The coalescing protocol, whose inference requests take the direct lane when they may (direct.py).
+
+    Every request still runs as uvicorn's request-response cycle; only the ASGI app the cycle runs
+    changes, so pipelined requests queue and answer in order, and shutdown waits for them, as before.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._lane = lane_of(self.app)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        # ``app`` is something else when uvicorn answers by itself (503 over its concurrency limit).
+        if self._lane is not None and app is self.app:
+            direct = self._lane.app_for(cycle.scope, app)  # type: ignore[arg-type]
+            if direct is not None:
+                app = direct  # type: ignore[assignment]
+        super()._start_asgi_task(cycle, app)

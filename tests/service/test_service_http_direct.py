@@ -1,0 +1,261 @@
+"""The direct lane: which requests may skip the middleware stack, and that skipping it changes nothing.
+
+Three levels: the eligibility rules on plain scopes; uvicorn's real protocol class in process, fed raw
+bytes, with a counting wrapper around the app to see which requests went through the stack; and the
+deployed ``python -m service`` over a socket, where the same request is sent once as the lane takes it
+and once chunked (which the lane leaves to the stack), and both answers must be the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from svc_helpers import MODELS, launched_service, make_settings, read_m4_series
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from service.app import create_app
+from service.http.direct import DirectLane, lane_of
+from service.http.protocol import DirectHttpToolsProtocol
+
+KEY = "direct-lane-test-key"
+
+
+def _body(series: list[float], **extra: Any) -> bytes:
+    return json.dumps({"series": [{"id": "H1", "values": series}], **extra}).encode()
+
+
+@pytest.fixture(scope="module")
+def series() -> list[float]:
+    return read_m4_series(1)[0][1][-336:]
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("direct") / "models"
+    repo.mkdir()
+    (repo / "m4-hourly").symlink_to(MODELS / "m4-hourly", target_is_directory=True)
+    return repo
+
+
+def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": headers,
+            "query_string": b""}  # fmt: skip
+
+
+def _lane(repository: Path, **settings: Any) -> DirectLane:
+    lane = lane_of(create_app(make_settings(repository, **settings)))
+    assert lane is not None
+    return lane
+
+
+def test_only_requests_every_middleware_would_pass_untouched_take_the_lane(repository: Path) -> None:
+    lane = _lane(repository, api_keys=[KEY], cors_allow_origins=["http://ui.example"], max_body_bytes=5000)
+    full_app = object()
+    json_type = (b"content-type", b"application/json")
+    keyed = [json_type, (b"x-api-key", KEY.encode())]
+
+    def takes(method: str, path: str, *headers: tuple[bytes, bytes]) -> bool:
+        return lane.app_for(_scope(method, path, list(headers)), full_app) is not None  # type: ignore[arg-type]
+
+    assert takes("POST", "/v1/forecast", *keyed, (b"content-length", b"5000"))
+    assert takes("POST", "/v1/forecast", json_type, (b"authorization", f"Bearer {KEY}".encode()),
+                 (b"content-length", b"10"))  # fmt: skip
+    assert takes("POST", "/v1/sentiment", *keyed, (b"content-length", b"10"))
+    assert takes("POST", "/v2/models/m4-hourly/infer", *keyed, (b"content-length", b"10"))
+    # The body limit's 413, a chunked body, CORS, a missing or wrong key: the stack answers those.
+    assert not takes("POST", "/v1/forecast", *keyed, (b"content-length", b"5001"))
+    assert not takes("POST", "/v1/forecast", *keyed, (b"transfer-encoding", b"chunked"))
+    assert not takes("POST", "/v1/forecast", *keyed)
+    assert not takes(
+        "POST", "/v1/forecast", *keyed, (b"content-length", b"10"), (b"origin", b"http://ui.example")
+    )
+    assert not takes("POST", "/v1/forecast", json_type, (b"content-length", b"10"))
+    assert not takes("POST", "/v1/forecast", json_type, (b"x-api-key", b"wrong"), (b"content-length", b"10"))
+    # Not an inference route, or not its method.
+    assert not takes("GET", "/v1/forecast", *keyed, (b"content-length", b"0"))
+    assert not takes("POST", "/v1/models", *keyed, (b"content-length", b"10"))
+    assert not takes("POST", "/v1/nowhere", *keyed, (b"content-length", b"10"))
+
+
+def test_without_cors_an_origin_does_not_matter_and_the_lane_is_off_where_asked(repository: Path) -> None:
+    lane = _lane(repository)
+    headers = [(b"content-length", b"10"), (b"origin", b"http://elsewhere")]
+    assert lane.app_for(_scope("POST", "/v1/forecast", headers), object()) is not None  # type: ignore[arg-type]
+    for off in ({"direct_lane": False}, {"access_log": True}, {"opentelemetry": True}):
+        assert lane_of(create_app(make_settings(repository, **off))) is None, off
+
+
+class _Recorder(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.closed = asyncio.Event()
+
+    def write(self, data: Any) -> None:
+        self.data += bytes(data)
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def is_closing(self) -> bool:
+        return self.closed.is_set()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class _Counting:
+    """Outermost wrapper: counts the requests that went through the app's middleware stack."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.calls += 1
+        await self.app(scope, receive, send)
+
+
+@asynccontextmanager
+async def _served(repository: Path) -> AsyncIterator[tuple[_Counting, Config]]:
+    app = create_app(make_settings(repository))
+    async with app.router.lifespan_context(app):
+        counting = _Counting(app)
+        config = Config(app=counting, http=DirectHttpToolsProtocol, lifespan="off", log_level="warning")
+        config.load()
+        yield counting, config
+
+
+async def _exchange(config: Config, raw: bytes, responses: int) -> bytes:
+    transport = _Recorder()
+    protocol = DirectHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(transport)
+    protocol.data_received(raw)
+    for _ in range(2000):
+        if transport.data.count(b"HTTP/1.1 ") >= responses:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # what follows the last response (a close) happens meanwhile
+    protocol.connection_lost(None)
+    return bytes(transport.data)
+
+
+def _post(path: str, body: bytes, *extra: str) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: t", "Content-Type: application/json"]
+    head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join([*head, *extra]) + "\r\n\r\n").encode() + body
+
+
+def _metric(text: str, name: str, labels: str) -> float:
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.anyio
+async def test_the_protocol_answers_inference_past_the_stack_and_everything_else_through_it(
+    repository: Path, series: list[float]
+) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    labels = {s: f'route="/v1/forecast",status="{s}"' for s in ("200", "422")}
+    before = generate_latest(REGISTRY).decode()
+    async with _served(repository) as (counting, config):
+        good = _body(series)
+        # Valid forecast, then one the schema refuses and one the task refuses, pipelined with a health check.
+        raw = b"".join(
+            [
+                _post("/v1/forecast", good),
+                _post("/v1/forecast", b'{"series": [{"values": "x"}]}'),
+                _post("/v1/forecast", _body(series[:10])),
+                b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            ]
+        )
+        data = await _exchange(config, raw, 4)
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3})", data)
+        assert statuses == [b"200", b"422", b"422", b"200"], data[:2000]
+        # Through the stack: the schema's refusal (the fast path declines it) and the health check.
+        assert counting.calls == 2
+        assert b'"loc":["body","series",0,"values"]' in data
+        assert b"this model needs at least 168" in data
+
+        closing = await _exchange(config, _post("/v1/forecast", good, "Connection: close"), 1)
+        assert counting.calls == 2
+        assert closing.startswith(b"HTTP/1.1 200 OK") and b"connection: close\r\n" in closing.lower()
+    after = generate_latest(REGISTRY).decode()
+    name = "seqserve_requests_total"
+    counted = {s: _metric(after, name, lab) - _metric(before, name, lab) for s, lab in labels.items()}
+    assert counted == {"200": 2.0, "422": 2.0}
+    assert _metric(after, "seqserve_requests_in_progress", 'route="/v1/forecast"') == 0.0
+
+
+def _exchange_socket(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _without_date(response: bytes) -> bytes:
+    return re.sub(rb"(?im)^date: .*\r\n", b"", response)
+
+
+def _chunked(path: str, body: bytes) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    head += "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    return head.encode() + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def deployed(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    tmp = tmp_path_factory.mktemp("deployed")
+    (tmp / "models").symlink_to(repository, target_is_directory=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    with launched_service(tmp, port, 1):
+        yield port
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/forecast", "series"),
+        ("/v1/forecast", "short"),
+        ("/v1/forecast", "bad-horizon"),
+        ("/v2/models/m4-hourly/infer", "v2"),
+        ("/v2/models/nope/infer", "v2"),
+    ],
+)
+def test_the_deployed_server_answers_the_lane_and_the_stack_with_the_same_bytes(
+    deployed: int, series: list[float], path: str, body: str
+) -> None:
+    v2_input = {"name": "values", "shape": [1, 336], "datatype": "FP32", "data": series}
+    payload = {
+        "series": _body(series),
+        "short": _body(series[:10]),
+        "bad-horizon": _body(series, horizon=999),
+        "v2": json.dumps({"inputs": [v2_input]}).encode(),
+    }[body]
+    direct = _exchange_socket(deployed, _post(path, payload, "Connection: close"))
+    stacked = _exchange_socket(deployed, _chunked(path, payload))
+    assert direct.startswith(b"HTTP/1.1 ")
+    assert _without_date(direct) == _without_date(stacked)
