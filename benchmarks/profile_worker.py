@@ -61,6 +61,32 @@ def busy_only(raw: str) -> str:
     )
 
 
+_LOOP = "Runner.run (asyncio/runners.py"
+
+
+def loop_inclusive(raw: str, top: int) -> tuple[int, list[tuple[float, str]]]:
+    """The event-loop thread's busy samples, and the share of them inside each function (inclusive).
+
+    The loop thread's stacks run through asyncio's ``Runner.run``; one that ends there is the loop
+    waiting in epoll. A function counts once per sample however often it recurs in the stack, so the
+    shares read as "this much of the loop's work happened inside it".
+    """
+    inside: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        starts = [i for i, frame in enumerate(frames) if frame.startswith(_LOOP)]
+        if not starts or frames[-1].startswith(WAITS):
+            continue
+        n = int(count)
+        total += n
+        # Without the line number, so that one function is one row.
+        for function in {frame.rpartition(":")[0] or frame for frame in frames[starts[0] + 1 :]}:
+            inside[function] += n
+    return total, [(100.0 * n / max(1, total), f + ")") for f, n in inside.most_common(top)]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile_worker")
     p.add_argument("--out", type=Path, required=True)
@@ -110,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             args.raw.write_text(raw_text)
         total, rows = summarize(raw_text, args.top)
         busy_total, busy_rows = summarize(busy_only(raw_text), args.top)
+        loop_total, loop_rows = loop_inclusive(raw_text, args.top)
     reqs = "?"
     if summary:
         import json
@@ -129,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Busy samples only (innermost frame not a wait: {', '.join(w.split(' (')[0] for w in WAITS)}):",
         f"busy samples: {busy_total} ({100.0 * busy_total / max(1, total):.1f}% of all)",
         *(f"{pct:5.1f}%  {frame}" for pct, frame in busy_rows),
+        "",
+        "Event-loop thread, busy samples, inclusive (% of them spent inside each function):",
+        f"loop-thread busy samples: {loop_total}",
+        *(f"{pct:5.1f}%  {frame}" for pct, frame in loop_rows),
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
