@@ -8,6 +8,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from service.exceptions import (
@@ -48,11 +49,15 @@ _LOC_ROOTS: dict[type[ServiceError], str] = {InvalidInputError: "body", ModelNot
 
 _HTTP_TYPES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
+# nginx's status for a client that went away before its answer: not a server fault, so not a 5xx.
+CLIENT_CLOSED_REQUEST = 499
+
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unhandled)
 
 
@@ -101,6 +106,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     # FastAPI raises a bare 400 only when it cannot decode the body (e.g. not UTF-8 or nested too deep).
     details = [ErrorDetail(("body",), str(exc.detail))] if exc.status_code == 400 else []
     return error_response(exc.status_code, error_type, str(exc.detail), details, headers=exc.headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed the connection before its body arrived: no answer can reach it, and counting it
+    # as a 500 (with a traceback) would page someone for a client's timeout. The status is for the
+    # request metrics; uvicorn writes nothing to a closed connection.
+    logger.debug("client disconnected before its body was read: %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
