@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
 from service.http.auth import ApiKeys
-from service.http.express import FastPath, express_routes, serve_fast
+from service.http.express import FastPath, express_routes, lane_methods, serve_fast
 from service.metrics import RequestTimer
 
 # How far down uvicorn's wrappers (proxy headers, message logger) the app is looked for.
@@ -49,7 +49,7 @@ class DirectLane:
     def __init__(self, app: FastAPI, routes: Sequence[BaseRoute], settings: Settings) -> None:
         self.app = app
         self._routes = express_routes(routes)
-        self._methods = frozenset(m for route, _ in self._routes for m in route.methods or ())
+        self._methods = lane_methods(self._routes)
         self._max_body = settings.max_body_bytes
         self._cors = bool(settings.cors_allow_origins)
         keys = [key.get_secret_value() for key in settings.api_keys]
@@ -77,7 +77,7 @@ class DirectLane:
         for route, fast in self._routes:
             match, child = route.matches(scope)
             if match is Match.FULL:
-                return _DirectCall(self.app, full_app, getattr(route, "path", ""), fast, child)
+                return _DirectCall(self.app, full_app, route.path, fast, child)
         return None
 
 

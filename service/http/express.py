@@ -36,7 +36,7 @@ class ExpressLane:
         self.app = app
         self._lane = express_routes(routes)
         # Requests of other methods (health checks, scrapes, pages) skip the lane's route checks.
-        self._methods = frozenset(m for route, _ in self._lane for m in route.methods or ())
+        self._methods = lane_methods(self._lane)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in self._methods:
@@ -44,12 +44,9 @@ class ExpressLane:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
-                    await self._serve(fast, scope, receive, send)
+                    await serve_fast(fast, scope, receive, send, self.app)
                     return
         await self.app(scope, receive, send)
-
-    async def _serve(self, fast: FastPath, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve_fast(fast, scope, receive, send, self.app)
 
 
 async def serve_fast(
@@ -90,6 +87,11 @@ def express_routes(routes: Sequence[BaseRoute]) -> list[tuple[APIRoute, FastPath
         if fast is not None:
             lane.append((route, fast))
     return lane
+
+
+def lane_methods(lane: Sequence[tuple[APIRoute, FastPath]]) -> frozenset[str]:
+    """The HTTP methods of the lane's routes: requests of any other method need no route check."""
+    return frozenset(m for route, _ in lane for m in route.methods or ())
 
 
 def _direct(endpoint: Callable[..., Awaitable[Response]]) -> FastPath:
