@@ -42,15 +42,39 @@ def one_round(
         server.start()
         loadgen.run_wrk(server.base_url, args.path, bodies, 16, 1, 1)
         for c in args.connections:
+            threads_before = server.thread_cpu_seconds()
             r = loadgen.run_wrk(server.base_url, args.path, bodies, c, args.duration, 1, server.cpu_seconds)
+            loop_us, batch_us = _thread_us_per_request(
+                threads_before, server.thread_cpu_seconds(), r["requests"]
+            )
             out.append({"connections": c, "rows_per_s": r["rows_per_s"], "p50": r["latency_ms"]["p50"],
                         "p99": r["latency_ms"]["p99"], "errors": r["error_count"],
                         "cpu_ms_per_req": 1000 * r["server_cpu_seconds"] / max(1, r["requests"]),
+                        "loop_us_per_req": loop_us, "batch_us_per_req": batch_us,
                         })  # fmt: skip
     finally:
         server.stop()
         os.chdir(old_cwd)
     return out
+
+
+def _thread_us_per_request(
+    before: dict[tuple[int, int], float], after: dict[tuple[int, int], float], requests: int
+) -> tuple[float, float]:
+    """CPU per request of the workers' event-loop threads, and of each worker's busiest other thread.
+
+    Both are far steadier between rounds than rows/s: the host's slow spells move throughput, but a
+    change to the request path shows up as microseconds of one thread's CPU per request.
+    """
+    loop, others = 0.0, {}
+    for (pid, tid), cpu in after.items():
+        delta = cpu - before.get((pid, tid), 0.0)
+        if tid == pid:
+            loop += delta
+        else:
+            others[pid] = max(others.get(pid, 0.0), delta)
+    per = 1e6 / max(1, requests)
+    return loop * per, sum(others.values()) * per
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                 results[name].append(r)
                 cells = "  ".join(
                     f"c{x['connections']}: {x['rows_per_s']:.0f} rows/s p50 {x['p50']:.2f} p99 {x['p99']:.1f}"
-                    f" cpu {x['cpu_ms_per_req']:.2f} ms/req err {x['errors']}"
+                    f" cpu {x['cpu_ms_per_req']:.3f} ms/req (loop {x['loop_us_per_req']:.0f} us,"
+                    f" batch {x['batch_us_per_req']:.0f} us) err {x['errors']}"
                     for x in r
                 )
                 print(f"round {i + 1} {name} load {os.getloadavg()[0]:.1f}  {cells}", flush=True)
     for ci, c in enumerate(args.connections):
-        for key in ("rows_per_s", "p50", "p99", "cpu_ms_per_req"):
+        for key in ("rows_per_s", "p50", "p99", "cpu_ms_per_req", "loop_us_per_req", "batch_us_per_req"):
             a = statistics.median(r[ci][key] for r in results["A"])
             b = statistics.median(r[ci][key] for r in results["B"])
             print(f"median c{c} {key:<15} A {a:9.2f}  B {b:9.2f}  B/A {b / a if a else float('nan'):.3f}")

@@ -41,6 +41,11 @@ from service.metrics import RequestTimer
 
 # How far down uvicorn's wrappers (proxy headers, message logger) the app is looked for.
 _MAX_WRAPPERS = 8
+# Distinct (method, root path, path) route matches remembered; a client sending ever new paths
+# (model names) only stops them being remembered, not being answered.
+_MATCHES_KEPT = 256
+
+_Matched = tuple[str, FastPath, Scope]
 
 
 class DirectLane:
@@ -54,6 +59,9 @@ class DirectLane:
         self._cors = bool(settings.cors_allow_origins)
         keys = [key.get_secret_value() for key in settings.api_keys]
         self._keys = ApiKeys(keys, settings.auth_protect_health_and_metrics) if keys else None
+        # The routes are fixed once the app exists, so a path matches the same route every time; the
+        # router's regex per route was the lane's largest cost of its own (docs/performance.md, round 7).
+        self._matched: dict[tuple[str, str, str], _Matched | None] = {}
 
     @staticmethod
     def enabled(settings: Settings) -> bool:
@@ -74,11 +82,30 @@ class DirectLane:
             return None
         if self._keys is not None and not self._keys.admits(scope):
             return None
+        matched = self._match(scope)
+        if matched is None:
+            return None
+        template, fast, child = matched
+        # Each request gets its own path_params, as the router gives it.
+        child = {**child, "path_params": dict(child["path_params"])}
+        return _DirectCall(self.app, full_app, template, fast, child)
+
+    def _match(self, scope: Scope) -> _Matched | None:
+        """The fast route this request's method and path match fully, as the router would find it."""
+        key = (scope["method"], scope.get("root_path", ""), scope["path"])
+        try:
+            return self._matched[key]
+        except KeyError:
+            pass
+        found: _Matched | None = None
         for route, fast in self._routes:
             match, child = route.matches(scope)
             if match is Match.FULL:
-                return _DirectCall(self.app, full_app, route.path, fast, child)
-        return None
+                found = (route.path, fast, child)
+                break
+        if len(self._matched) < _MATCHES_KEPT:
+            self._matched[key] = found
+        return found
 
 
 class _DirectCall:

@@ -87,6 +87,31 @@ def test_only_requests_every_middleware_would_pass_untouched_take_the_lane(repos
     assert not takes("POST", "/v1/nowhere", *keyed, (b"content-length", b"10"))
 
 
+def test_remembered_matches_give_each_request_its_own_path_params_and_stay_bounded(repository: Path) -> None:
+    lane = _lane(repository)
+    headers = [(b"content-length", b"10")]
+
+    def child(path: str) -> dict[str, Any] | None:
+        call = lane.app_for(_scope("POST", path, headers), object())  # type: ignore[arg-type]
+        return None if call is None else call._child
+
+    first, second = child("/v2/models/m4-hourly/infer"), child("/v2/models/m4-hourly/infer")
+    assert first is not None and second is not None
+    assert first["path_params"] == second["path_params"] == {"name": "m4-hourly"}
+    assert first["path_params"] is not second["path_params"]
+    assert first["route"] is second["route"]
+    other = child("/v2/models/sst2-bilstm/versions/2/infer")
+    assert other is not None and other["path_params"] == {"name": "sst2-bilstm", "version": "2"}
+    # Many distinct paths fill the memory; past it, paths are still matched, just not remembered.
+    for n in range(600):
+        assert child(f"/v2/models/m{n}/infer") is not None
+        assert child(f"/v1/nowhere/{n}") is None
+    assert len(lane._matched) <= 256
+    late = child("/v2/models/late/infer")
+    assert late is not None and late["path_params"] == {"name": "late"}
+    assert child("/v1/forecast") is not None
+
+
 def test_without_cors_an_origin_does_not_matter_and_the_lane_is_off_where_asked(repository: Path) -> None:
     lane = _lane(repository)
     headers = [(b"content-length", b"10"), (b"origin", b"http://elsewhere")]

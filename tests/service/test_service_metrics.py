@@ -220,3 +220,34 @@ def test_bound_histogram_fills_the_same_buckets_and_sum_as_prometheus_observe() 
             assert bound[key] != bound[key] and value != value  # NaN in, NaN sum, in both
         else:
             assert bound[key] == value, key
+
+
+def test_bound_histogram_observing_many_at_once_matches_observing_each() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    bounds = (0.001, 0.01, 0.1)
+    one_by_one = metrics.BoundHistogram(Histogram("each_seconds", "each", buckets=bounds, registry=registry))
+    together = metrics.BoundHistogram(Histogram("many_seconds", "many", buckets=bounds, registry=registry))
+    batches = [[0.0005, 0.0005, 0.003, 0.01, 0.2], [], [0.05], [float("inf"), 0.001], [0.002, float("nan")]]
+    for batch in batches:
+        for amount in batch:
+            one_by_one.observe(amount)
+        together.observe_many(batch)
+
+    def samples(prefix: str) -> dict[tuple[str, str | None], float]:
+        return {
+            (s.name[len(prefix) :], s.labels.get("le")): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix)
+        }
+
+    each, many = samples("each_"), samples("many_")
+    assert each[("seconds_bucket", "0.001")] == 3 and each[("seconds_count", None)] == 9
+    assert each.keys() == many.keys()
+    for key, value in each.items():
+        if key[0] == "seconds_sum":
+            assert value != value and many[key] != many[key]  # the NaN makes both sums NaN
+        else:
+            assert many[key] == value, key
