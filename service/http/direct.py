@@ -29,14 +29,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.config import Settings
 from service.http.auth import ApiKeys
-from service.http.express import FastPath, express_routes, lane_methods, serve_fast
+from service.http.express import FastPath, express_routes, lane_methods, serve_fast, unhandled_response
+from service.http.native import NATIVE_ROUTES, NativeForecast
 from service.metrics import RequestTimer
 
 # How far down uvicorn's wrappers (proxy headers, message logger) the app is looked for.
@@ -57,6 +56,7 @@ class DirectLane:
         self._methods = lane_methods(self._routes)
         self._max_body = settings.max_body_bytes
         self._cors = bool(settings.cors_allow_origins)
+        self.native = NativeForecast(app, settings) if settings.native_lane else None
         keys = [key.get_secret_value() for key in settings.api_keys]
         self._keys = ApiKeys(keys, settings.auth_protect_health_and_metrics) if keys else None
         # The routes are fixed once the app exists, so a path matches the same route every time; the
@@ -67,7 +67,7 @@ class DirectLane:
     def enabled(settings: Settings) -> bool:
         return settings.direct_lane and not settings.access_log and not settings.opentelemetry
 
-    def app_for(self, scope: Scope, full_app: ASGIApp) -> ASGIApp | None:
+    def app_for(self, scope: Scope, full_app: ASGIApp) -> DirectCall | None:
         """The direct answer for this request, or None when it must take ``full_app`` (the whole stack)."""
         if scope["method"] not in self._methods:
             return None
@@ -88,7 +88,7 @@ class DirectLane:
         template, fast, child = matched
         # Each request gets its own path_params, as the router gives it.
         child = {**child, "path_params": dict(child["path_params"])}
-        return _DirectCall(self.app, full_app, template, fast, child)
+        return DirectCall(self.app, full_app, template, fast, child, template in NATIVE_ROUTES)
 
     def _match(self, scope: Scope) -> _Matched | None:
         """The fast route this request's method and path match fully, as the router would find it."""
@@ -108,12 +108,24 @@ class DirectLane:
         return found
 
 
-class _DirectCall:
-    __slots__ = ("_app", "_child", "_fast", "_full_app", "_template")
+class DirectCall:
+    __slots__ = ("_app", "_child", "_fast", "_full_app", "_template", "native_route")
 
-    def __init__(self, app: FastAPI, full_app: ASGIApp, template: str, fast: FastPath, child: Scope) -> None:
+    def __init__(
+        self, app: FastAPI, full_app: ASGIApp, template: str, fast: FastPath, child: Scope, native_route: bool
+    ) -> None:
         self._app, self._full_app, self._template = app, full_app, template
         self._fast, self._child = fast, child
+        # Whether the native lane (native.py) may answer this request, when it is on.
+        self.native_route = native_route
+
+    @property
+    def template(self) -> str:
+        return self._template
+
+    @property
+    def child(self) -> Scope:
+        return self._child
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self._app
@@ -138,7 +150,7 @@ class _DirectCall:
                 answered = await serve_fast(self._fast, scope, receive, tracked_send, whole_app)
             except Exception as exc:
                 if not fell_back and not started:
-                    response = await _unhandled_response(self._app, scope, exc)
+                    response = await unhandled_response(self._app, scope, exc)
                     await response(scope, receive, send)
                 raise  # uvicorn logs it, as it does when the server-error middleware re-raises
             if answered is not None:
@@ -146,18 +158,6 @@ class _DirectCall:
         finally:
             if not fell_back:
                 timer.finish(status)
-
-
-async def _unhandled_response(app: FastAPI, scope: Scope, exc: Exception) -> Response:
-    """What Starlette's ServerErrorMiddleware answers: the app's handler for 500 / Exception."""
-    handler: Any = None
-    for key, value in app.exception_handlers.items():
-        if key in (500, Exception):
-            handler = value
-    if handler is None:
-        return PlainTextResponse("Internal Server Error", status_code=500)
-    response: Response = await handler(Request(scope), exc)
-    return response
 
 
 def lane_of(app: Any) -> DirectLane | None:

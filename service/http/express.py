@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,7 +63,7 @@ async def serve_fast(
     try:
         response = await fast(request)
     except Exception as exc:
-        handler = _handler_for(scope, exc)
+        handler = handler_for(scope, exc)
         if handler is None:
             raise  # server faults (and the body limit's signal) take the same way out as before
         response = await handler(request, exc)
@@ -101,7 +102,7 @@ def _direct(endpoint: Callable[..., Awaitable[Response]]) -> FastPath:
     return fast
 
 
-def _handler_for(scope: Scope, exc: Exception) -> ExceptionHandler | None:
+def handler_for(scope: Scope, exc: Exception) -> ExceptionHandler | None:
     """The app's handler for this exception, as Starlette's exception middleware would choose it.
 
     ``Exception`` itself is left out: Starlette answers unhandled errors in its outermost middleware,
@@ -127,3 +128,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()  # after the body: a disconnect, as the server reports it
 
     return replay
+
+
+async def unhandled_response(app: FastAPI, scope: Scope, exc: Exception) -> Response:
+    """What Starlette's ServerErrorMiddleware answers: the app's handler for 500 / Exception."""
+    handler: Any = None
+    for key, value in app.exception_handlers.items():
+        if key in (500, Exception):
+            handler = value
+    if handler is None:
+        return PlainTextResponse("Internal Server Error", status_code=500)
+    response: Response = await handler(Request(scope), exc)
+    return response

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
-def decode_body(model: type[M], raw: bytes) -> M | None:
+def decode_body(model: type[M], raw: bytes | bytearray) -> M | None:
     """``model`` validated from a JSON body, or None when FastAPI should handle (and report) it."""
     try:
         parsed = orjson.loads(raw)

@@ -16,7 +16,8 @@ from typing import Any
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from service.http.direct import lane_of
+from service.http.direct import DirectCall, lane_of
+from service.http.native import takes_headers
 
 
 class CoalescingTransport:
@@ -71,18 +72,49 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 class DirectHttpToolsProtocol(CoalescingHttpToolsProtocol):
     """The coalescing protocol, whose inference requests take the direct lane when they may (direct.py).
 
-    Every request still runs as uvicorn's request-response cycle; only the ASGI app the cycle runs
-    changes, so pipelined requests queue and answer in order, and shutdown waits for them, as before.
+    Every such request still runs as uvicorn's request-response cycle; only what answers it changes: the
+    lane's ASGI callable, or for a forecast the native lane (native.py), which answers from callbacks
+    once the body is complete. Pipelined requests queue and answer in order, and shutdown waits for them,
+    as before.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._lane = lane_of(self.app)
+        # A native request whose body is still arriving (it is always the newest cycle).
+        self._awaiting_body: tuple[RequestResponseCycle, DirectCall] | None = None
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         # ``app`` is something else when uvicorn answers by itself (503 over its concurrency limit).
         if self._lane is not None and app is self.app:
-            direct = self._lane.app_for(cycle.scope, app)  # type: ignore[arg-type]
+            scope: Any = cycle.scope
+            direct = self._lane.app_for(scope, app)
             if direct is not None:
+                if direct.native_route and self._lane.native is not None and takes_headers(scope):
+                    if cycle.more_body:
+                        self._awaiting_body = (cycle, direct)
+                        return
+                    if self._begin_native(cycle, direct):
+                        return
                 app = direct  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        waiting = self._awaiting_body
+        if waiting is not None and waiting[0] is self.cycle and not self.cycle.more_body:
+            self._awaiting_body = None
+            cycle, direct = waiting
+            if not self._begin_native(cycle, direct):
+                super()._start_asgi_task(cycle, direct)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        waiting, self._awaiting_body = self._awaiting_body, None
+        if waiting is not None:
+            # The body never completed: the lane's ASGI path sees the disconnect and counts it (499).
+            super()._start_asgi_task(waiting[0], waiting[1])  # type: ignore[arg-type]
+        super().connection_lost(exc)
+
+    def _begin_native(self, cycle: RequestResponseCycle, direct: DirectCall) -> bool:
+        assert self._lane is not None and self._lane.native is not None
+        return self._lane.native.begin(cycle, direct.template, direct.child, self.tasks)

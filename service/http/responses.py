@@ -17,14 +17,19 @@ class OrjsonResponse(JSONResponse):
     # Subclassing JSONResponse is what makes FastAPI put the response_model schema in OpenAPI.
 
     def render(self, content: Any) -> bytes:
-        # OPT_SERIALIZE_NUMPY writes float32 arrays directly, in float32's shortest repr (612.34, not
-        # 612.3400268554688), without an intermediate list of Python floats.
-        try:
-            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-        except TypeError:
-            # Last line of defence: a string orjson refuses (a lone surrogate echoed in an error
-            # message) is escaped by the stdlib instead of turning a client error into a 500.
-            return json.dumps(content, default=_plain, ensure_ascii=True).encode()
+        return render_json(content)
+
+
+def render_json(content: Any) -> bytes:
+    """The body OrjsonResponse sends for ``content``."""
+    # OPT_SERIALIZE_NUMPY writes float32 arrays directly, in float32's shortest repr (612.34, not
+    # 612.3400268554688), without an intermediate list of Python floats.
+    try:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        # Last line of defence: a string orjson refuses (a lone surrogate echoed in an error
+        # message) is escaped by the stdlib instead of turning a client error into a 500.
+        return json.dumps(content, default=_plain, ensure_ascii=True).encode()
 
 
 def _plain(value: Any) -> Any:

@@ -30,7 +30,7 @@ from service.http.schemas_v1 import (
 from service.http.timeouts import within_timeout
 from service.runtime import repository
 from service.runtime.registry import ModelRecord, ModelRegistry
-from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesInput
+from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesForecast, SeriesInput
 from service.tasks.sentiment import SentimentHandler
 
 router = APIRouter(route_class=FastJSONRoute)
@@ -86,20 +86,23 @@ async def forecast(body: ForecastRequest, request: Request) -> Response:
     pending = handler.forecast(query)
     del body, query
     forecasts = await _within_timeout(pending, _settings(request), record.name)
-    return OrjsonResponse(
-        {
-            "model": {"name": record.name, "version": record.version},
-            "forecasts": [
-                {
-                    "id": f.id,
-                    "point": f.point,
-                    "quantiles": f.quantiles,
-                    "context_length_used": f.context_length_used,
-                }
-                for f in forecasts
-            ],
-        }
-    )
+    return OrjsonResponse(forecast_payload(record.name, record.version, forecasts))
+
+
+def forecast_payload(name: str, version: int, forecasts: list[SeriesForecast]) -> dict[str, Any]:
+    """The /v1/forecast answer (ForecastResponse), as the endpoint and the native lane send it."""
+    return {
+        "model": {"name": name, "version": version},
+        "forecasts": [
+            {
+                "id": f.id,
+                "point": f.point,
+                "quantiles": f.quantiles,
+                "context_length_used": f.context_length_used,
+            }
+            for f in forecasts
+        ],
+    }
 
 
 @router.post(

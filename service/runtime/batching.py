@@ -145,6 +145,34 @@ class MicroBatcher:
                       min(self._max_batch, rows - s), key, loop.create_future())
                 for s in range(0, rows, self._max_batch)
             ]  # fmt: skip
+        self._put(items, rows)
+        try:
+            parts = [await item.future for item in items]
+        finally:
+            # On timeout or error, queued siblings must not run for nobody.
+            for item in items:
+                item.future.cancel()
+        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def can_take(self, rows: int) -> bool:
+        """Whether ``enqueue`` takes this many rows now: one item, within ``max_queue_rows``."""
+        return 0 < rows <= self._max_batch and self._queued_rows + rows <= self._max_queue_rows
+
+    def enqueue(self, feeds: Arrays) -> asyncio.Future[Arrays]:
+        """``submit`` without awaiting, for rows that ``can_take``: the future gets their outputs.
+
+        Cancelling the future before its batch runs takes the rows out of the queue, as a timeout
+        does in ``submit``.
+        """
+        rows = row_count(feeds)
+        if not self.can_take(rows):
+            raise ValueError(f"{self._label}: {rows} rows do not fit one queued item now")
+        self._ensure_running()
+        item = _Item(feeds, rows, self._key(feeds), asyncio.get_running_loop().create_future())
+        self._put([item], rows)
+        return item.future
+
+    def _put(self, items: list[_Item], rows: int) -> None:
         if not self._queue and not self._running:
             # The whole request counts as the start of a quiet period: its tail chunk must not wait
             # for the timer behind its own head.
@@ -155,13 +183,6 @@ class MicroBatcher:
         self._observer.queue_rows(self._queued_rows)
         assert self._wakeup is not None
         self._wakeup.set()
-        try:
-            parts = [await item.future for item in items]
-        finally:
-            # On timeout or error, queued siblings must not run for nobody.
-            for item in items:
-                item.future.cancel()
-        return parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def close(self) -> None:
         if self._task is not None:

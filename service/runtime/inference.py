@@ -6,6 +6,7 @@ row-aligned outputs back; whether rows were coalesced with other requests is inv
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,22 @@ class ModelRunner:
             self._in_flight -= 1
             if self._retired and self._in_flight == 0:
                 self.close()
+
+    def can_enqueue(self, rows: int) -> bool:
+        """Whether ``enqueue`` takes this many rows now: batching on, not retired, room in one item."""
+        return self._batching is not None and not self._retired and self._get_batcher().can_take(rows)
+
+    def enqueue(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> asyncio.Future[Arrays]:
+        """``run`` without awaiting, for rows that ``can_enqueue``; in flight until the future is done."""
+        future = self._get_batcher().enqueue(dict(feeds))
+        self._in_flight += 1
+        future.add_done_callback(self._enqueued_done)
+        return future
+
+    def _enqueued_done(self, _future: asyncio.Future[Arrays]) -> None:
+        self._in_flight -= 1
+        if self._retired and self._in_flight == 0:
+            self.close()
 
     async def run_direct(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
         """One session.run over whole tensors, off the event loop, for graphs without a leading batch

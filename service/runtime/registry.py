@@ -312,6 +312,21 @@ class ModelRegistry:
 
     def resolve(self, name: str | None, task: str) -> ModelRecord:
         """The ready model a request should use, or the domain error explaining why there is none."""
+        record = self._lookup(name, task)
+        if record.state != "ready":
+            reject(record.name, "unavailable")
+            raise ModelUnavailableError(f"model {record.name!r} is not ready: {record.error}")
+        return record
+
+    def ready(self, name: str | None, task: str) -> ModelRecord | None:
+        """What ``resolve`` returns, or None where it would raise; counts nothing."""
+        try:
+            record = self._lookup(name, task)
+        except (InvalidInputError, ModelUnavailableError):
+            return None
+        return record if record.state == "ready" else None
+
+    def _lookup(self, name: str | None, task: str) -> ModelRecord:
         models = self._snapshot.models
         if name is None:
             record = self.default_for(task)
@@ -329,9 +344,6 @@ class ModelRegistry:
                     f"model {name!r} is a {record.task} model",
                     [ErrorDetail(("model",), f"model serves task {record.task!r}, not {task!r}")],
                 )
-        if record.state != "ready":
-            reject(record.name, "unavailable")
-            raise ModelUnavailableError(f"model {record.name!r} is not ready: {record.error}")
         return record
 
     def close(self) -> None:

@@ -74,6 +74,16 @@ class ForecastQuery:
     quantiles: Sequence[float] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedForecast:
+    """A checked forecast request: its series' ids, their float32 rows and what to answer."""
+
+    ids: list[str | None]
+    rows: list[Float32Array]
+    horizon: int
+    keys_and_indices: list[tuple[str, int]]
+
+
 @dataclass(frozen=True)
 class SeriesForecast:
     id: str | None
@@ -179,24 +189,36 @@ class ForecastHandler:
         return {self._output_name: np.stack(outputs)}
 
     async def forecast(self, query: ForecastQuery) -> list[SeriesForecast]:
+        self.observe_lengths(query)
+        prepared = self.prepare(query)
+        # A 336-value series is 11 kB of Python floats and 1.3 kB as float32; with dozens of requests
+        # waiting in a worker, the lists were most of its growth under load (docs/memory.md). The
+        # caller that hands its query over (service/http/v1.py) lets them go here.
+        del query
+        return self.finish(prepared, await self._predict(prepared.rows))
+
+    def observe_lengths(self, query: ForecastQuery) -> None:
         self._input_lengths.observe(len(s.values) for s in query.series)
+
+    def prepare(self, query: ForecastQuery) -> PreparedForecast:
+        """The query checked and turned into float32 rows, with no side effect; InvalidInputError if unfit."""
         errors: list[ErrorDetail] = []
         horizon = self._resolve_horizon(query.horizon, errors)
         keys_and_indices = self._resolve_quantiles(query.quantiles, errors)
         rows = self._prepare_rows(query.series, errors, _v1_row_loc)
         if errors:
             raise InvalidInputError("the request does not fit this model", errors)
-        ids = [series.id for series in query.series]
-        # A 336-value series is 11 kB of Python floats and 1.3 kB as float32; with dozens of requests
-        # waiting in a worker, the lists were most of its growth under load (docs/memory.md). The
-        # caller that hands its query over (service/http/v1.py) lets them go here.
-        del query
-        outputs = await self._predict(rows)
+        return PreparedForecast([series.id for series in query.series], rows, horizon, keys_and_indices)
+
+    def finish(self, prepared: PreparedForecast, outputs: list[Float32Array]) -> list[SeriesForecast]:
+        """The model's outputs for the prepared rows as forecasts; InvalidInputError if any is not finite."""
+        errors: list[ErrorDetail] = []
         self._check_finite(outputs, errors, _v1_row_loc)
         if errors:
             raise InvalidInputError("the model could not forecast some series", errors)
         forecasts = []
-        for series_id, row, out in zip(ids, rows, outputs, strict=True):
+        horizon, keys_and_indices = prepared.horizon, prepared.keys_and_indices
+        for series_id, row, out in zip(prepared.ids, prepared.rows, outputs, strict=True):
             # One copy per series, quantile-major, so that each quantile is a contiguous row that the
             # response encoder writes without another copy.
             by_quantile = np.ascontiguousarray(out[:horizon].T)
@@ -209,6 +231,27 @@ class ForecastHandler:
                 )
             )
         return forecasts
+
+    def one_batch(self, prepared: PreparedForecast) -> Float32Array | None:
+        """The prepared rows as one [B, T] model input when they share a length (most requests), else None."""
+        rows = prepared.rows
+        if len(rows) == 1:
+            return rows[0][np.newaxis]  # a view: one series needs no copy
+        if len({row.shape[0] for row in rows}) != 1:
+            return None
+        return np.stack(rows)
+
+    @property
+    def runner(self) -> ModelRunner:
+        return self._runner
+
+    @property
+    def input_name(self) -> str:
+        return self._input_name
+
+    @property
+    def output_name(self) -> str:
+        return self._output_name
 
     def _resolve_horizon(self, requested: int | None, errors: list[ErrorDetail]) -> int:
         limit = self.params.horizon

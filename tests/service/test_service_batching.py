@@ -291,3 +291,48 @@ def test_lanes_bound_how_many_batches_run_at_once_and_answers_stay_with_their_re
     for v, answer in enumerate(answers):
         np.testing.assert_array_equal(answer["y"], 3 * _rows(float(v), float(v) + 0.5)["x"])
     batcher.close()
+
+
+def test_enqueue_queues_rows_without_awaiting_and_shares_batches_with_submit():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model, max_queue_rows=3)
+
+    async def go() -> tuple[Arrays, Arrays, bool, bool]:
+        first = asyncio.ensure_future(batcher.submit(_rows(-1.0)))
+        await asyncio.get_running_loop().run_in_executor(None, model.started.wait, 5)
+        queued = batcher.enqueue(_rows(1.0, 2.0))
+        # Two rows are queued; a third fits max_queue_rows=3, a fourth would not; nor does a batch-size item.
+        fits, full = batcher.can_take(1), batcher.can_take(2)
+        alongside = asyncio.ensure_future(batcher.submit(_rows(3.0)))
+        await asyncio.sleep(0)
+        model.release.set()
+        await first
+        return await queued, await alongside, fits, full
+
+    queued, alongside, fits, full = asyncio.run(go())
+    assert (fits, full) == (True, False)
+    assert not batcher.can_take(5)  # more than max_batch_size rows: submit splits them, enqueue does not
+    assert model.batches == [1, 3]  # the enqueued rows and the submitted row ran in one batch
+    np.testing.assert_array_equal(queued["y"], [[5.0] * 3, [10.0] * 3])
+    np.testing.assert_array_equal(alongside["y"], [[15.0] * 3])
+
+
+def test_a_cancelled_enqueued_item_leaves_the_queue_without_running():
+    model = RecordingModel(hold_first=True)
+    batcher = _batcher(model)
+
+    async def go() -> Arrays:
+        first = asyncio.ensure_future(batcher.submit(_rows(-1.0)))
+        await asyncio.get_running_loop().run_in_executor(None, model.started.wait, 5)
+        dropped = batcher.enqueue(_rows(7.0))
+        kept = asyncio.ensure_future(batcher.submit(_rows(1.0)))
+        await asyncio.sleep(0)
+        dropped.cancel()
+        model.release.set()
+        await first
+        return await kept
+
+    kept = asyncio.run(go())
+    assert model.batches == [1, 1]  # the cancelled row never reached the model
+    np.testing.assert_array_equal(kept["y"], [[5.0] * 3])
+    assert batcher.queued_rows == 0

@@ -8,24 +8,19 @@ and once chunked (which the lane leaves to the stack), and both answers must be 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from protocol_helpers import exchange, metric, post, served
 from svc_helpers import MODELS, launched_service, make_settings, read_m4_series
-from uvicorn.config import Config
-from uvicorn.server import ServerState
 
 from service.app import create_app
 from service.http.direct import DirectLane, lane_of
-from service.http.protocol import DirectHttpToolsProtocol
 
 KEY = "direct-lane-test-key"
 
@@ -120,79 +115,6 @@ def test_without_cors_an_origin_does_not_matter_and_the_lane_is_off_where_asked(
         assert lane_of(create_app(make_settings(repository, **off))) is None, off
 
 
-class _Recorder(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = asyncio.Event()
-
-    def write(self, data: Any) -> None:
-        self.data += bytes(data)
-
-    def close(self) -> None:
-        self.closed.set()
-
-    def is_closing(self) -> bool:
-        return self.closed.is_set()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-class _Counting:
-    """Outermost wrapper: counts the requests that went through the app's middleware stack."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.calls = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.calls += 1
-        await self.app(scope, receive, send)
-
-
-@asynccontextmanager
-async def _served(repository: Path) -> AsyncIterator[tuple[_Counting, Config]]:
-    app = create_app(make_settings(repository))
-    async with app.router.lifespan_context(app):
-        counting = _Counting(app)
-        config = Config(app=counting, http=DirectHttpToolsProtocol, lifespan="off", log_level="warning")
-        config.load()
-        yield counting, config
-
-
-async def _exchange(config: Config, raw: bytes, responses: int) -> bytes:
-    transport = _Recorder()
-    protocol = DirectHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-    protocol.connection_made(transport)
-    protocol.data_received(raw)
-    for _ in range(2000):
-        if transport.data.count(b"HTTP/1.1 ") >= responses:
-            break
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)  # what follows the last response (a close) happens meanwhile
-    protocol.connection_lost(None)
-    return bytes(transport.data)
-
-
-def _post(path: str, body: bytes, *extra: str) -> bytes:
-    head = [f"POST {path} HTTP/1.1", "Host: t", "Content-Type: application/json"]
-    head.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join([*head, *extra]) + "\r\n\r\n").encode() + body
-
-
-def _metric(text: str, name: str, labels: str) -> float:
-    match = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
 @pytest.mark.anyio
 async def test_the_protocol_answers_inference_past_the_stack_and_everything_else_through_it(
     repository: Path, series: list[float]
@@ -201,18 +123,18 @@ async def test_the_protocol_answers_inference_past_the_stack_and_everything_else
 
     labels = {s: f'route="/v1/forecast",status="{s}"' for s in ("200", "422")}
     before = generate_latest(REGISTRY).decode()
-    async with _served(repository) as (counting, config):
+    async with served(repository) as (counting, config):
         good = _body(series)
         # Valid forecast, then one the schema refuses and one the task refuses, pipelined with a health check.
         raw = b"".join(
             [
-                _post("/v1/forecast", good),
-                _post("/v1/forecast", b'{"series": [{"values": "x"}]}'),
-                _post("/v1/forecast", _body(series[:10])),
+                post("/v1/forecast", good),
+                post("/v1/forecast", b'{"series": [{"values": "x"}]}'),
+                post("/v1/forecast", _body(series[:10])),
                 b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
             ]
         )
-        data = await _exchange(config, raw, 4)
+        data = await exchange(config, raw, 4)
         statuses = re.findall(rb"HTTP/1\.1 (\d{3})", data)
         assert statuses == [b"200", b"422", b"422", b"200"], data[:2000]
         # Through the stack: the schema's refusal (the fast path declines it) and the health check.
@@ -220,14 +142,14 @@ async def test_the_protocol_answers_inference_past_the_stack_and_everything_else
         assert b'"loc":["body","series",0,"values"]' in data
         assert b"this model needs at least 168" in data
 
-        closing = await _exchange(config, _post("/v1/forecast", good, "Connection: close"), 1)
+        closing = await exchange(config, post("/v1/forecast", good, "Connection: close"), 1)
         assert counting.calls == 2
         assert closing.startswith(b"HTTP/1.1 200 OK") and b"connection: close\r\n" in closing.lower()
     after = generate_latest(REGISTRY).decode()
     name = "seqserve_requests_total"
-    counted = {s: _metric(after, name, lab) - _metric(before, name, lab) for s, lab in labels.items()}
+    counted = {s: metric(after, name, lab) - metric(before, name, lab) for s, lab in labels.items()}
     assert counted == {"200": 2.0, "422": 2.0}
-    assert _metric(after, "seqserve_requests_in_progress", 'route="/v1/forecast"') == 0.0
+    assert metric(after, "seqserve_requests_in_progress", 'route="/v1/forecast"') == 0.0
 
 
 def _exchange_socket(port: int, raw: bytes) -> bytes:
@@ -280,7 +202,7 @@ def test_the_deployed_server_answers_the_lane_and_the_stack_with_the_same_bytes(
         "bad-horizon": _body(series, horizon=999),
         "v2": json.dumps({"inputs": [v2_input]}).encode(),
     }[body]
-    direct = _exchange_socket(deployed, _post(path, payload, "Connection: close"))
+    direct = _exchange_socket(deployed, post(path, payload, "Connection: close"))
     stacked = _exchange_socket(deployed, _chunked(path, payload))
     assert direct.startswith(b"HTTP/1.1 ")
     assert _without_date(direct) == _without_date(stacked)
