@@ -263,10 +263,10 @@ class Settings(BaseSettings):
     native_lane: bool = Field(
         default=True,
         description=(
-            "With the direct lane on, answer a /v1/forecast request it takes from the protocol's callbacks, "
-            "without an ASGI task: same answers, errors, metrics and limits; whatever is not a plain "
-            "success known before the rows are queued takes the direct lane as before "
-            "(docs/performance.md, round 7)."
+            "With the direct lane on, answer a forecast request it takes (/v1/forecast, V2 infer of a "
+            "forecast model) from the protocol's callbacks, without an ASGI task: same answers, errors, "
+            "metrics and limits; whatever is not a plain success known before the rows are queued takes "
+            "the direct lane as before (docs/performance.md, round 7)."
         ),
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(

@@ -35,7 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.config import Settings
 from service.http.auth import ApiKeys
 from service.http.express import FastPath, express_routes, lane_methods, serve_fast, unhandled_response
-from service.http.native import NATIVE_ROUTES, NativeForecast
+from service.http.native import NativeLane
+from service.http.native_routes import NATIVE_ROUTES
 from service.metrics import RequestTimer
 
 # How far down uvicorn's wrappers (proxy headers, message logger) the app is looked for.
@@ -56,7 +57,7 @@ class DirectLane:
         self._methods = lane_methods(self._routes)
         self._max_body = settings.max_body_bytes
         self._cors = bool(settings.cors_allow_origins)
-        self.native = NativeForecast(app, settings) if settings.native_lane else None
+        self.native = NativeLane(app, settings, NATIVE_ROUTES) if settings.native_lane else None
         keys = [key.get_secret_value() for key in settings.api_keys]
         self._keys = ApiKeys(keys, settings.auth_protect_health_and_metrics) if keys else None
         # The routes are fixed once the app exists, so a path matches the same route every time; the
@@ -88,7 +89,7 @@ class DirectLane:
         template, fast, child = matched
         # Each request gets its own path_params, as the router gives it.
         child = {**child, "path_params": dict(child["path_params"])}
-        return DirectCall(self.app, full_app, template, fast, child, template in NATIVE_ROUTES)
+        return DirectCall(self.app, full_app, template, fast, child)
 
     def _match(self, scope: Scope) -> _Matched | None:
         """The fast route this request's method and path match fully, as the router would find it."""
@@ -109,15 +110,11 @@ class DirectLane:
 
 
 class DirectCall:
-    __slots__ = ("_app", "_child", "_fast", "_full_app", "_template", "native_route")
+    __slots__ = ("_app", "_child", "_fast", "_full_app", "_template")
 
-    def __init__(
-        self, app: FastAPI, full_app: ASGIApp, template: str, fast: FastPath, child: Scope, native_route: bool
-    ) -> None:
+    def __init__(self, app: FastAPI, full_app: ASGIApp, template: str, fast: FastPath, child: Scope) -> None:
         self._app, self._full_app, self._template = app, full_app, template
         self._fast, self._child = fast, child
-        # Whether the native lane (native.py) may answer this request, when it is on.
-        self.native_route = native_route
 
     @property
     def template(self) -> str:

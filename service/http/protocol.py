@@ -17,7 +17,6 @@ from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.http.direct import DirectCall, lane_of
-from service.http.native import takes_headers
 
 
 class CoalescingTransport:
@@ -90,7 +89,8 @@ class DirectHttpToolsProtocol(CoalescingHttpToolsProtocol):
             scope: Any = cycle.scope
             direct = self._lane.app_for(scope, app)
             if direct is not None:
-                if direct.native_route and self._lane.native is not None and takes_headers(scope):
+                native = self._lane.native
+                if native is not None and native.offered(direct.template, scope):
                     if cycle.more_body:
                         self._awaiting_body = (cycle, direct)
                         return

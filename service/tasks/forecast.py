@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -161,23 +161,13 @@ class ForecastHandler:
     async def infer_tensors(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """V2: raw values [B, T] in, every quantile [B, horizon, Q] out; the same path as /v1/forecast."""
         values = inputs[self._input_name]
-        count, length = values.shape
-        self._input_lengths.observe(length for _ in range(count))
-        errors: list[ErrorDetail] = []
-        if (
-            0 < count <= self._max_series
-            and self.params.min_context_length <= length <= self._max_length
-            and np.isfinite(values).all()
-        ):
-            # A rectangular tensor that passes every check needs no per-row work: one cut, one run.
-            batch = np.ascontiguousarray(values[:, -self.params.context_length :], dtype=np.float32)
+        self.observe_tensor_lengths(values)
+        batch = self.tensor_batch(values)
+        if batch is not None:
             out = (await self._runner.run({self._input_name: batch}))[self._output_name]
-            self.drift.observe(batch, out)
-            self._check_finite(list(out), errors, lambda index: (self._input_name, index))
-            if errors:
-                raise InvalidInputError("the model could not forecast some series", errors)
-            return {self._output_name: out}
+            return self.batch_outputs(batch, out)
         # Otherwise the per-row path, which names every row and value that does not fit.
+        errors: list[ErrorDetail] = []
         series = [SeriesInput(values=row) for row in values]
         rows = self._prepare_rows(series, errors, lambda index: (self._input_name, index))
         if errors:
@@ -189,7 +179,7 @@ class ForecastHandler:
         return {self._output_name: np.stack(outputs)}
 
     async def forecast(self, query: ForecastQuery) -> list[SeriesForecast]:
-        self.observe_lengths(query)
+        self.observe_lengths(len(s.values) for s in query.series)
         prepared = self.prepare(query)
         # A 336-value series is 11 kB of Python floats and 1.3 kB as float32; with dozens of requests
         # waiting in a worker, the lists were most of its growth under load (docs/memory.md). The
@@ -197,8 +187,8 @@ class ForecastHandler:
         del query
         return self.finish(prepared, await self._predict(prepared.rows))
 
-    def observe_lengths(self, query: ForecastQuery) -> None:
-        self._input_lengths.observe(len(s.values) for s in query.series)
+    def observe_lengths(self, lengths: Iterable[int]) -> None:
+        self._input_lengths.observe(lengths)
 
     def prepare(self, query: ForecastQuery) -> PreparedForecast:
         """The query checked and turned into float32 rows, with no side effect; InvalidInputError if unfit."""
@@ -252,6 +242,31 @@ class ForecastHandler:
     @property
     def output_name(self) -> str:
         return self._output_name
+
+    def observe_tensor_lengths(self, values: Tensor) -> None:
+        count, length = values.shape
+        self._input_lengths.observe(length for _ in range(count))
+
+    def tensor_batch(self, values: Tensor) -> Float32Array | None:
+        """A V2 input that passes every check at once as one model batch (one cut, no per-row work), else
+        None: the per-row path then names what does not fit."""
+        count, length = values.shape
+        if (
+            0 < count <= self._max_series
+            and self.params.min_context_length <= length <= self._max_length
+            and np.isfinite(values).all()
+        ):
+            return np.ascontiguousarray(values[:, -self.params.context_length :], dtype=np.float32)
+        return None
+
+    def batch_outputs(self, batch: Float32Array, out: Float32Array) -> dict[str, Tensor]:
+        """The outputs for ``tensor_batch``'s batch; InvalidInputError if any forecast is not finite."""
+        self.drift.observe(batch, out)
+        errors: list[ErrorDetail] = []
+        self._check_finite(list(out), errors, lambda index: (self._input_name, index))
+        if errors:
+            raise InvalidInputError("the model could not forecast some series", errors)
+        return {self._output_name: out}
 
     def _resolve_horizon(self, requested: int | None, errors: list[ErrorDetail]) -> int:
         limit = self.params.horizon

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from protocol_helpers import Recorder, exchange, metric, post, served
@@ -165,9 +166,9 @@ async def test_an_exhausted_time_budget_is_a_504_counted_once_as_with_the_endpoi
     assert _without_date(answers[True]) == _without_date(answers[False])
 
 
-def test_only_plain_json_bodies_uvicorn_buffers_whole_and_without_expect_are_offered() -> None:
-    def offered(*headers: tuple[bytes, bytes]) -> bool:
-        return takes_headers({"headers": list(headers)})
+def test_offered_bodies_are_buffered_whole_without_expect_or_encoding_and_json_where_asked() -> None:
+    def offered(*headers: tuple[bytes, bytes], json_only: bool = True) -> bool:
+        return takes_headers({"headers": list(headers)}, json_only)
 
     json_type, length = (b"content-type", b"application/json"), (b"content-length", b"4000")
     assert offered(json_type, length)
@@ -178,6 +179,57 @@ def test_only_plain_json_bodies_uvicorn_buffers_whole_and_without_expect_are_off
     assert not offered(json_type, (b"content-length", b"65537"))
     assert offered(json_type, (b"content-length", b"65536"))
     assert not offered(json_type, length, (b"expect", b"100-continue"))
+    assert not offered(json_type, length, (b"content-encoding", b"gzip"))
+    # Routes that read any body (V2) need no type, and not a JSON one.
+    assert offered(length, json_only=False)
+    assert offered((b"content-type", b"application/octet-stream"), length, json_only=False)
+    assert not offered(length, (b"expect", b"100-continue"), json_only=False)
     # Repeated headers: the first counts.
     assert not offered((b"content-type", b"text/plain"), json_type, length)
     assert not offered(json_type, (b"content-length", b"70000"), length)
+
+
+def _v2_binary(series: list[float], *, binary_output: bool) -> tuple[bytes, str]:
+    tensor = np.asarray([series], dtype="<f4")
+    header = json.dumps({
+        "inputs": [{"name": "values", "datatype": "FP32", "shape": list(tensor.shape),
+                    "parameters": {"binary_data_size": tensor.nbytes}}],
+        "parameters": {"binary_data_output": binary_output},
+    }).encode()  # fmt: skip
+    return header + tensor.tobytes(), f"Inference-Header-Content-Length: {len(header)}"
+
+
+@pytest.mark.anyio
+async def test_v2_inference_of_a_forecast_model_is_answered_natively_with_the_endpoints_bytes(
+    repository: Path, series: list[float]
+) -> None:
+    v2_json = json.dumps({"id": "r1", "inputs": [{"name": "values", "shape": [1, 336], "datatype": "FP32",
+                                                  "data": series}]}).encode()  # fmt: skip
+    binary_out, binary_out_header = _v2_binary(series, binary_output=True)
+    json_out, json_out_header = _v2_binary(series, binary_output=False)
+    requests = {
+        "json": ("/v2/models/m4-hourly/infer", v2_json, ()),
+        "binary in and out": ("/v2/models/m4-hourly/versions/1/infer", binary_out, (binary_out_header,)),
+        "binary in, json out": ("/v2/models/m4-hourly/infer", json_out, (json_out_header,)),
+        "short series": ("/v2/models/m4-hourly/infer", v2_json.replace(b"336", b"335"), ()),
+        "unloaded version": ("/v2/models/m4-hourly/versions/7/infer", v2_json, ()),
+        "unknown model": ("/v2/models/nope/infer", v2_json, ()),
+        "not a version": ("/v2/models/m4-hourly/versions/x/infer", v2_json, ()),
+    }
+    answers: dict[bool, dict[str, bytes]] = {}
+    taken_by: dict[bool, list[bool]] = {}
+    for native in (True, False):
+        async with _spied(repository, native_lane=native) as (config, taken):
+            answers[native] = {name: await exchange(config, post(path, body, *extra), 1)
+                               for name, (path, body, extra) in requests.items()}  # fmt: skip
+            taken_by[native] = taken
+    for name in requests:
+        assert _without_date(answers[True][name]) == _without_date(answers[False][name]), name
+    statuses = {name: answer[9:12] for name, answer in answers[True].items()}
+    assert statuses == {
+        "json": b"200", "binary in and out": b"200", "binary in, json out": b"200", "short series": b"400",
+        "unloaded version": b"404", "unknown model": b"404", "not a version": b"400",
+    }  # fmt: skip
+    assert b"inference-header-content-length: " in answers[True]["binary in and out"].lower()
+    assert taken_by[True] == [True, True, True, False, False, False, False]
+    assert taken_by[False] == []
