@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceiling, layout_ceiling, loadgen, payloads, report, sentiment_ceiling
+from benchmarks import ceiling, layout_ceiling, loadgen, paired, payloads, report, sentiment_ceiling
 from benchmarks.server import Server, ServerError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORECAST_PATH, SENTIMENT_PATH = "/v1/forecast", "/v1/sentiment"
-BODY_VARIANTS = 64
+BODY_VARIANTS = payloads.BODY_VARIANTS
 PEERS = ("pytriton",)
 PEERS_DIR = Path.home() / ".cache" / "seqserve-bench"
 
@@ -59,6 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--ceiling-seconds", type=float, default=2.0, help="per batch size and model")
     p.add_argument("--ceiling-threads", type=int, default=2, help="ORT intra-op threads in process")
+    # Targets 12.1 and 12.6: the layout ceiling and the 64-connection load in turn (benchmarks/paired.py).
+    p.add_argument("--paired-rounds", type=int, default=3, help="load rounds between ceilings (0 = off)")
+    p.add_argument("--paired-seconds", type=int, default=5, help="seconds per paired load round")
+    p.add_argument("--paired-ceiling-seconds", type=float, default=2.0, help="seconds per paired ceiling")
     p.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="model repository")
     p.add_argument("--forecaster", default="m4-hourly")
     # The accuracy/speed choice (README, Models): the ensemble at 64 connections and at --multi-series.
@@ -347,6 +351,7 @@ def run_service(
                 server, results, f"{tag}_c{c}", label, FORECAST_PATH, files["single"], c, 1, args.duration
             )
         if batching:
+            paired.run(args, server, results, "forecast", FORECAST_PATH, files["single"])
             run_v2_binary(args, server, results, files["v2_single"])
             n = args.multi_series
             load_phase(
@@ -372,6 +377,8 @@ def run_service(
                 load_phase(
                     server, results, key, label, SENTIMENT_PATH, files["sentiment"], c, 1, args.duration
                 )
+            if ok:
+                paired.run(args, server, results, "sentiment", SENTIMENT_PATH, files["sentiment"])
         results["memory"][f"service_{tag}"] = server.memory()
     except ServerError as exc:
         results["phases"][f"{tag}_error"] = {"label": f"service, batching {tag}", "error": str(exc)[-1500:]}

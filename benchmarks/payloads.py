@@ -13,6 +13,10 @@ M4_TRAIN = REPO_ROOT / "training/data/m4/Hourly-train.csv"
 SST_TEST = REPO_ROOT / "training/data/sst2/test_labeled.tsv"
 
 
+# Distinct request bodies each load phase cycles through (wrk scripts read them round-robin).
+BODY_VARIANTS = 64
+
+
 def load_m4_rows(path: Path = M4_TRAIN) -> list[tuple[str, list[float]]]:
     """(id, values) for every series of the M4 wide CSV, in file order."""
     out = []

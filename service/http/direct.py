@@ -21,6 +21,10 @@ same status), the app's exception handlers, and for an exception without one, th
 ``Exception`` as Starlette's server-error middleware calls it. A request the fast path declines (a body
 its schema refuses, another content type) goes to the whole app with its body replayed, and is counted
 there. The lane is off when uvicorn's access log or OpenTelemetry is on: both watch the full stack.
+
+A forecast the lane takes may go further still: the native lane (native.py) answers it from the
+protocol's callbacks, with no ASGI task at all, and hands it back to this lane's callable whenever it
+is not a plain success.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ class DirectLane:
         self.native = NativeLane(app, settings, NATIVE_ROUTES) if settings.native_lane else None
         keys = [key.get_secret_value() for key in settings.api_keys]
         self._keys = ApiKeys(keys, settings.auth_protect_health_and_metrics) if keys else None
-        # The routes are fixed once the app exists, so a path matches the same route every time; the
-        # router's regex per route was the lane's largest cost of its own (docs/performance.md, round 7).
+        # The routes are fixed once the app exists, so a path matches the same route every time and the
+        # router's regexes need not run again for it.
         self._matched: dict[tuple[str, str, str], _Matched | None] = {}
 
     @staticmethod
