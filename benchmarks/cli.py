@@ -353,6 +353,7 @@ def run_service(
         if batching:
             paired.run(args, server, results, "forecast", FORECAST_PATH, files["single"])
             run_v2_binary(args, server, results, files["v2_single"])
+            paired.run_v2_binary(args, server, results, files["single"], files["v2_single"], args.forecaster)
             n = args.multi_series
             load_phase(
                 server,

@@ -27,7 +27,11 @@ CONNECTIONS = 64  # the targets' concurrency
 def paired_ratio(
     load_round: Callable[[], float], ceiling: Callable[[], float], rounds: int
 ) -> dict[str, Any]:
-    """Alternate ``ceiling()`` and ``load_round()`` (both rows/s), starting and ending with the ceiling."""
+    """Alternate ``ceiling()`` and ``load_round()`` (both rows/s), starting and ending with the ceiling.
+
+    ``ceiling`` is whatever the load is compared with: the layout ceiling for 12.1 and 12.6, the v1 JSON
+    load for target 7 (V2 binary against v1 JSON).
+    """
     if rounds < 1:
         raise ValueError("at least one round is needed")
     ceilings = [ceiling()]
@@ -72,6 +76,31 @@ def run(args: Any, server: Any, results: dict[str, Any], task: str, path: str, b
     results.setdefault("paired", {})[task] = {
         "connections": CONNECTIONS,
         **paired_ratio(load, measure, args.paired_rounds),
+    }
+
+
+def run_v2_binary(args: Any, server: Any, results: dict[str, Any], v1: Path, v2: Path, model: str) -> None:
+    """Target 7 (issue 4): V2 binary against v1 JSON at 64 connections, in alternating load rounds."""
+    if args.paired_rounds <= 0:
+        return
+    print(
+        f"v2 binary: {args.paired_rounds} rounds of v1 JSON and V2 binary load in turn ...", file=sys.stderr
+    )
+
+    def json_load() -> float:
+        r = loadgen.run_wrk(server.base_url, "/v1/forecast", v1, CONNECTIONS, args.paired_seconds, 1)
+        return float(r["rows_per_s"])
+
+    def binary_load() -> float:
+        path = f"/v2/models/{model}/infer"
+        r = loadgen.run_wrk(
+            server.base_url, path, v2, CONNECTIONS, args.paired_seconds, 1, script=loadgen.V2_LUA_SCRIPT
+        )
+        return float(r["rows_per_s"])
+
+    results.setdefault("paired", {})["v2_binary"] = {
+        "connections": CONNECTIONS,
+        **paired_ratio(binary_load, json_load, args.paired_rounds),
     }
 
 

@@ -60,5 +60,18 @@ def test_target_12_1_reads_the_paired_ratio_when_the_run_has_one() -> None:
     )
     assert line == [
         "   12.1, paired @64: rows/s over the mean of the layout ceilings measured just before and after each"
-        " round: 4,550 / 7,000 = 0.650; median 0.650 (the ceilings moved by up to 0%)"
+        " round: 4,550 / 7,000 = 0.650; median 0.650 (those moved by up to 0%)"
     ]
+
+
+def test_target_7_reads_the_paired_v2_binary_ratio_when_the_run_has_one() -> None:
+    results = _results(None)
+    results["phases"]["v2bin_c64"] = {"rows_per_s": 3_800.0}
+    unpaired = {t["id"]: t["value"] for t in report.targets(results)}["7"]
+    rounds = [{"ceiling_before": 4_000.0, "rows_per_s": 4_200.0, "ceiling_after": 4_400.0, "ratio": 1.0}]
+    measured = {"connections": 64, "rounds": rounds, "ratio": 1.0, "ceiling_spread": 1.1}
+    results["paired"] = {"v2_binary": measured}
+    paired_value = {t["id"]: t["value"] for t in report.targets(results)}["7"]
+    assert unpaired == pytest.approx(0.95)  # 3,800 / 4,000, phases minutes apart
+    assert paired_value == 1.0
+    assert "7, paired @64: rows/s over the mean of the v1 JSON loads" in report.paired_lines(results)[0]
