@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from protocol_helpers import exchange, metric, post, served
-from svc_helpers import MODELS, launched_service, make_settings, read_m4_series
+from svc_helpers import launched_service, make_settings, read_m4_series
 
 from service.app import create_app
 from service.http.direct import DirectLane, lane_of
@@ -34,27 +34,19 @@ def series() -> list[float]:
     return read_m4_series(1)[0][1][-336:]
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("direct") / "models"
-    repo.mkdir()
-    (repo / "m4-hourly").symlink_to(MODELS / "m4-hourly", target_is_directory=True)
-    return repo
-
-
 def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {"type": "http", "method": method, "path": path, "root_path": "", "headers": headers,
             "query_string": b""}  # fmt: skip
 
 
-def _lane(repository: Path, **settings: Any) -> DirectLane:
-    lane = lane_of(create_app(make_settings(repository, **settings)))
+def _lane(m4_repository: Path, **settings: Any) -> DirectLane:
+    lane = lane_of(create_app(make_settings(m4_repository, **settings)))
     assert lane is not None
     return lane
 
 
-def test_only_requests_every_middleware_would_pass_untouched_take_the_lane(repository: Path) -> None:
-    lane = _lane(repository, api_keys=[KEY], cors_allow_origins=["http://ui.example"], max_body_bytes=5000)
+def test_only_requests_every_middleware_would_pass_untouched_take_the_lane(m4_repository: Path) -> None:
+    lane = _lane(m4_repository, api_keys=[KEY], cors_allow_origins=["http://ui.example"], max_body_bytes=5000)
     full_app = object()
     json_type = (b"content-type", b"application/json")
     keyed = [json_type, (b"x-api-key", KEY.encode())]
@@ -82,8 +74,10 @@ def test_only_requests_every_middleware_would_pass_untouched_take_the_lane(repos
     assert not takes("POST", "/v1/nowhere", *keyed, (b"content-length", b"10"))
 
 
-def test_remembered_matches_give_each_request_its_own_path_params_and_stay_bounded(repository: Path) -> None:
-    lane = _lane(repository)
+def test_remembered_matches_give_each_request_its_own_path_params_and_stay_bounded(
+    m4_repository: Path,
+) -> None:
+    lane = _lane(m4_repository)
     headers = [(b"content-length", b"10")]
 
     def child(path: str) -> dict[str, Any] | None:
@@ -107,23 +101,23 @@ def test_remembered_matches_give_each_request_its_own_path_params_and_stay_bound
     assert child("/v1/forecast") is not None
 
 
-def test_without_cors_an_origin_does_not_matter_and_the_lane_is_off_where_asked(repository: Path) -> None:
-    lane = _lane(repository)
+def test_without_cors_an_origin_does_not_matter_and_the_lane_is_off_where_asked(m4_repository: Path) -> None:
+    lane = _lane(m4_repository)
     headers = [(b"content-length", b"10"), (b"origin", b"http://elsewhere")]
     assert lane.app_for(_scope("POST", "/v1/forecast", headers), object()) is not None  # type: ignore[arg-type]
     for off in ({"direct_lane": False}, {"access_log": True}, {"opentelemetry": True}):
-        assert lane_of(create_app(make_settings(repository, **off))) is None, off
+        assert lane_of(create_app(make_settings(m4_repository, **off))) is None, off
 
 
 @pytest.mark.anyio
 async def test_the_protocol_answers_inference_past_the_stack_and_everything_else_through_it(
-    repository: Path, series: list[float]
+    m4_repository: Path, series: list[float]
 ) -> None:
     from prometheus_client import REGISTRY, generate_latest
 
     labels = {s: f'route="/v1/forecast",status="{s}"' for s in ("200", "422")}
     before = generate_latest(REGISTRY).decode()
-    async with served(repository) as (counting, config):
+    async with served(m4_repository) as (counting, config):
         good = _body(series)
         # Valid forecast, then one the schema refuses and one the task refuses, pipelined with a health check.
         raw = b"".join(
@@ -172,9 +166,9 @@ def _chunked(path: str, body: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def deployed(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def deployed(m4_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("deployed")
-    (tmp / "models").symlink_to(repository, target_is_directory=True)
+    (tmp / "models").symlink_to(m4_repository, target_is_directory=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])

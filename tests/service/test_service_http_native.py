@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from protocol_helpers import Recorder, exchange, metric, post, served
-from svc_helpers import MODELS, read_m4_series
+from svc_helpers import read_m4_series
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -34,14 +34,6 @@ def series() -> list[float]:
     return read_m4_series(1)[0][1][-336:]
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("native") / "models"
-    repo.mkdir()
-    (repo / "m4-hourly").symlink_to(MODELS / "m4-hourly", target_is_directory=True)
-    return repo
-
-
 def _body(*series: list[float], **extra: Any) -> bytes:
     return json.dumps(
         {"series": [{"id": f"s{i}", "values": s} for i, s in enumerate(series)], **extra}
@@ -49,9 +41,9 @@ def _body(*series: list[float], **extra: Any) -> bytes:
 
 
 @asynccontextmanager
-async def _spied(repository: Path, **settings: Any) -> AsyncIterator[tuple[Config, list[bool]]]:
+async def _spied(m4_repository: Path, **settings: Any) -> AsyncIterator[tuple[Config, list[bool]]]:
     """A served app whose native lane records what its ``begin`` answered (empty when the lane is off)."""
-    async with served(repository, **settings) as (counting, config):
+    async with served(m4_repository, **settings) as (counting, config):
         taken: list[bool] = []
         lane = lane_of(counting.app)
         assert lane is not None
@@ -73,7 +65,7 @@ def _without_date(response: bytes) -> bytes:
 
 @pytest.mark.anyio
 async def test_native_answers_are_the_direct_lanes_bytes_and_only_plain_successes_are_taken(
-    repository: Path, series: list[float]
+    m4_repository: Path, series: list[float]
 ) -> None:
     requests = {
         "one series": _body(series),
@@ -89,7 +81,7 @@ async def test_native_answers_are_the_direct_lanes_bytes_and_only_plain_successe
     answers: dict[bool, dict[str, bytes]] = {}
     taken_by: dict[bool, list[bool]] = {}
     for native in (True, False):
-        async with _spied(repository, native_lane=native) as (config, taken):
+        async with _spied(m4_repository, native_lane=native) as (config, taken):
             answers[native] = {name: await exchange(config, post("/v1/forecast", body), 1)
                                for name, body in requests.items()}  # fmt: skip
             taken_by[native] = taken
@@ -110,12 +102,12 @@ async def test_native_answers_are_the_direct_lanes_bytes_and_only_plain_successe
 
 @pytest.mark.anyio
 async def test_a_body_arriving_in_pieces_and_pipelined_requests_are_answered_in_order(
-    repository: Path, series: list[float]
+    m4_repository: Path, series: list[float]
 ) -> None:
     body = _body(series)
     request = post("/v1/forecast", body)
     head_end = request.index(b"\r\n\r\n") + 4
-    async with _spied(repository) as (config, taken):
+    async with _spied(m4_repository) as (config, taken):
         transport = Recorder()
         protocol = DirectHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
         protocol.connection_made(transport)
@@ -144,7 +136,7 @@ async def test_a_body_arriving_in_pieces_and_pipelined_requests_are_answered_in_
 
 @pytest.mark.anyio
 async def test_an_exhausted_time_budget_is_a_504_counted_once_as_with_the_endpoint(
-    repository: Path, series: list[float]
+    m4_repository: Path, series: list[float]
 ) -> None:
     # A budget far below one model run; batches always go to the batch thread, so the timer fires first.
     settings = {"request_timeout_seconds": 1e-6, "inline_max_seconds": 0.0}
@@ -153,7 +145,7 @@ async def test_an_exhausted_time_budget_is_a_504_counted_once_as_with_the_endpoi
     answers: dict[bool, bytes] = {}
     for native in (True, False):
         before = generate_latest(REGISTRY).decode()
-        async with _spied(repository, native_lane=native, **settings) as (config, taken):
+        async with _spied(m4_repository, native_lane=native, **settings) as (config, taken):
             answers[native] = await exchange(config, post("/v1/forecast", _body(series)), 1)
             await asyncio.sleep(0.2)  # the abandoned batch finishes meanwhile
         after = generate_latest(REGISTRY).decode()
@@ -201,7 +193,7 @@ def _v2_binary(series: list[float], *, binary_output: bool) -> tuple[bytes, str]
 
 @pytest.mark.anyio
 async def test_v2_inference_of_a_forecast_model_is_answered_natively_with_the_endpoints_bytes(
-    repository: Path, series: list[float]
+    m4_repository: Path, series: list[float]
 ) -> None:
     v2_json = json.dumps({"id": "r1", "inputs": [{"name": "values", "shape": [1, 336], "datatype": "FP32",
                                                   "data": series}]}).encode()  # fmt: skip
@@ -219,7 +211,7 @@ async def test_v2_inference_of_a_forecast_model_is_answered_natively_with_the_en
     answers: dict[bool, dict[str, bytes]] = {}
     taken_by: dict[bool, list[bool]] = {}
     for native in (True, False):
-        async with _spied(repository, native_lane=native) as (config, taken):
+        async with _spied(m4_repository, native_lane=native) as (config, taken):
             answers[native] = {name: await exchange(config, post(path, body, *extra), 1)
                                for name, (path, body, extra) in requests.items()}  # fmt: skip
             taken_by[native] = taken

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from svc_helpers import MODEL_NAME, copy_model, make_settings
 
@@ -203,15 +204,7 @@ def test_bound_histogram_fills_the_same_buckets_and_sum_as_prometheus_observe() 
         theirs.observe(value)
         ours.observe(value)
 
-    def samples(prefix: str) -> dict[tuple[str, str | None], float]:
-        return {
-            (s.name[len(prefix) :], s.labels.get("le")): s.value
-            for family in registry.collect()
-            for s in family.samples
-            if s.name.startswith(prefix)
-        }
-
-    reference, bound = samples("theirs_"), samples("ours_")
+    reference, bound = _samples(registry, "theirs_"), _samples(registry, "ours_")
     assert reference[("seconds_bucket", "0.5")] == 3  # -3.0, 0.0 and 0.5: the bound itself counts
     assert reference[("seconds_count", None)] == len(values) - 1  # NaN lands in no bucket
     assert bound.keys() == reference.keys()
@@ -235,15 +228,7 @@ def test_bound_histogram_observing_many_at_once_matches_observing_each() -> None
             one_by_one.observe(amount)
         together.observe_many(batch)
 
-    def samples(prefix: str) -> dict[tuple[str, str | None], float]:
-        return {
-            (s.name[len(prefix) :], s.labels.get("le")): s.value
-            for family in registry.collect()
-            for s in family.samples
-            if s.name.startswith(prefix)
-        }
-
-    each, many = samples("each_"), samples("many_")
+    each, many = _samples(registry, "each_"), _samples(registry, "many_")
     assert each[("seconds_bucket", "0.001")] == 3 and each[("seconds_count", None)] == 9
     assert each.keys() == many.keys()
     for key, value in each.items():
@@ -251,3 +236,13 @@ def test_bound_histogram_observing_many_at_once_matches_observing_each() -> None
             assert value != value and many[key] != many[key]  # the NaN makes both sums NaN
         else:
             assert many[key] == value, key
+
+
+def _samples(registry: CollectorRegistry, prefix: str) -> dict[tuple[str, str | None], float]:
+    """A histogram's samples by (suffix, le) from one registry, for the metrics named with ``prefix``."""
+    return {
+        (s.name[len(prefix) :], s.labels.get("le")): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name.startswith(prefix)
+    }
