@@ -18,11 +18,12 @@ from service.http.fast_v1 import decode_body
 from service.http.native import Admission, Admitted, Headers, NativeLane
 from service.http.responses import render_json
 from service.http.schemas_v1 import ForecastRequest
-from service.http.v1 import forecast_payload
+from service.http.v1 import forecast_payload, forecast_query
+from service.http.v2 import ready_record
 from service.runtime.inference import Arrays
 from service.runtime.v2_codec import decode_request, encode_response, parse_header_length
 from service.runtime.v2_infer import check_inputs, check_outputs, tensor_specs
-from service.tasks.forecast import ForecastHandler, ForecastQuery, SeriesInput
+from service.tasks.forecast import ForecastHandler
 
 _JSON_HEADERS = (b"content-type", b"application/json")
 
@@ -36,11 +37,7 @@ def forecast_v1(lane: NativeLane, cycle: RequestResponseCycle, child: Scope) -> 
     handler = None if record is None else record.handler
     if record is None or record.version is None or not isinstance(handler, ForecastHandler):
         return None
-    query = ForecastQuery(
-        series=[SeriesInput(values=s.values, id=s.id) for s in body.series],
-        horizon=body.horizon,
-        quantiles=body.quantiles,
-    )
+    query = forecast_query(body)
     try:
         prepared = handler.prepare(query)
     except Exception:
@@ -67,16 +64,13 @@ def forecast_v1(lane: NativeLane, cycle: RequestResponseCycle, child: Scope) -> 
 def infer_v2(lane: NativeLane, cycle: RequestResponseCycle, child: Scope) -> Admitted | None:
     """V2 ``infer`` of a forecast model, as its endpoint (service/http/v2.py) answers it."""
     params = child["path_params"]
-    name, version_text = params["name"], params.get("version")
-    if version_text is not None and not (version_text.isascii() and version_text.isdigit()):
-        return None
+    name = params["name"]
     try:
-        version = None if version_text is None else int(version_text)
-        record = lane.app.state.registry.get_version(name, version)
+        record = ready_record(lane.app.state.registry, name, params.get("version"))
     except Exception:
         return None
     handler = record.handler
-    if record.state != "ready" or record.version is None or not isinstance(handler, ForecastHandler):
+    if record.version is None or not isinstance(handler, ForecastHandler):
         return None
     body = bytes(cycle.body)
     header_length = _header(cycle.scope, b"inference-header-content-length")

@@ -76,17 +76,22 @@ async def forecast(body: ForecastRequest, request: Request) -> Response:
     handler = record.handler
     if not isinstance(handler, ForecastHandler) or record.version is None:
         raise InferenceError(f"model {record.name!r} has no forecast handler")
-    query = ForecastQuery(
-        series=[SeriesInput(values=s.values, id=s.id) for s in body.series],
-        horizon=body.horizon,
-        quantiles=body.quantiles,
-    )
+    query = forecast_query(body)
     # Only the handler's coroutine keeps the query: it drops the series' float lists once they are
     # float32 rows, so they do not wait in the batcher's queue.
     pending = handler.forecast(query)
     del body, query
     forecasts = await _within_timeout(pending, _settings(request), record.name)
     return OrjsonResponse(forecast_payload(record.name, record.version, forecasts))
+
+
+def forecast_query(body: ForecastRequest) -> ForecastQuery:
+    """The handler's query for a /v1/forecast body, as the endpoint and the native lane build it."""
+    return ForecastQuery(
+        series=[SeriesInput(values=s.values, id=s.id) for s in body.series],
+        horizon=body.horizon,
+        quantiles=body.quantiles,
+    )
 
 
 def forecast_payload(name: str, version: int, forecasts: list[SeriesForecast]) -> dict[str, Any]:

@@ -53,7 +53,12 @@ def _version(text: str | None) -> int | None:
 
 
 def _record(request: Request, name: str, version: str | None) -> ModelRecord:
-    record = _registry(request).get_version(name, _version(version))
+    return ready_record(_registry(request), name, version)
+
+
+def ready_record(registry: ModelRegistry, name: str, version: str | None) -> ModelRecord:
+    """The ready version a V2 route serves, or the error that says why there is none; counts nothing."""
+    record = registry.get_version(name, _version(version))
     if record.state == "unloaded":
         raise ModelUnavailableError(
             f"model {name!r} is unloaded; load it with POST /v2/repository/models/{name}/load"
